@@ -1,0 +1,213 @@
+"""Rows in, conversations and turns out.
+
+Four row formats are accepted (SPEC section 4), detected from the columns or named explicitly:
+
+- ``"messages"``: a ``messages`` column of ``{"role", "content"}`` dicts (TRL, chat templates);
+- ``"sharegpt"``: a ``conversations`` column of ``{"from", "value"}`` dicts (Deita's released data);
+- ``"alpaca"``: ``instruction``, optional ``input``, ``output``;
+- ``"prompt_response"``: ``prompt`` and ``response`` (or ``completion``) strings.
+
+Every row becomes a list of ``{"role", "content"}`` messages with roles ``system``, ``user`` and
+``assistant``, and then a list of ``(user, assistant)`` turns paired by role. A row that cannot be read
+raises :class:`RowError` naming the row index and the problem; nothing is dropped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+FORMATS = ("messages", "sharegpt", "alpaca", "prompt_response")
+
+Message = dict[str, str]
+Turn = tuple[str, str]
+
+_SHAREGPT_ROLES = {
+    "human": "user",
+    "user": "user",
+    "gpt": "assistant",
+    "assistant": "assistant",
+    "chatgpt": "assistant",
+    "bard": "assistant",
+    "bing": "assistant",
+    "system": "system",
+}
+_MESSAGE_ROLES = ("system", "user", "assistant")
+
+
+class RowError(ValueError):
+    """A row that cannot be read. ``row`` is its index in the dataset (or in the batch)."""
+
+    def __init__(self, row: int | None, problem: str):
+        self.row = row
+        self.problem = problem
+        where = f"row {row}" if row is not None else "row"
+        super().__init__(f"{where}: {problem}")
+
+
+def detect_format(columns: Sequence[str]) -> str:
+    """Name the row format of a dataset from its column names.
+
+    >>> detect_format(["messages", "id"])
+    'messages'
+    >>> detect_format(["instruction", "input", "output"])
+    'alpaca'
+    """
+    columns = set(columns)
+    if "messages" in columns:
+        return "messages"
+    if "conversations" in columns:
+        return "sharegpt"
+    if "instruction" in columns and "output" in columns:
+        return "alpaca"
+    if "prompt" in columns and ("response" in columns or "completion" in columns):
+        return "prompt_response"
+    raise ValueError(
+        f"cannot tell the row format from the columns {sorted(columns)}: expected 'messages', "
+        "'conversations', 'instruction'+'output' or 'prompt'+'response'/'completion'. Name the "
+        f"format explicitly with one of {FORMATS}, or rename the columns."
+    )
+
+
+def _text(value: Any, row: int | None, what: str) -> str:
+    if not isinstance(value, str):
+        raise RowError(row, f"{what} must be a string, got {type(value).__name__}")
+    return value
+
+
+def _column(row_data: Mapping[str, Any], name: str, row: int | None) -> Any:
+    if name not in row_data:
+        raise RowError(row, f"missing column {name!r}")
+    return row_data[name]
+
+
+def _message_list(value: Any, row: int | None, column: str) -> list:
+    if not isinstance(value, (list, tuple)):
+        raise RowError(row, f"column {column!r} must be a list of messages, got {type(value).__name__}")
+    return list(value)
+
+
+def _from_messages(row_data: Mapping[str, Any], row: int | None) -> list[Message]:
+    messages = []
+    for j, message in enumerate(_message_list(_column(row_data, "messages", row), row, "messages")):
+        if not isinstance(message, Mapping) or "role" not in message or "content" not in message:
+            raise RowError(row, f"messages[{j}] must be a dict with 'role' and 'content'")
+        role = message["role"]
+        if role not in _MESSAGE_ROLES:
+            raise RowError(row, f"messages[{j}] has unknown role {role!r}; expected one of {_MESSAGE_ROLES}")
+        messages.append({"role": role, "content": _text(message["content"], row, f"messages[{j}].content")})
+    return messages
+
+
+def _from_sharegpt(row_data: Mapping[str, Any], row: int | None) -> list[Message]:
+    messages = []
+    turns = _message_list(_column(row_data, "conversations", row), row, "conversations")
+    for j, message in enumerate(turns):
+        if not isinstance(message, Mapping) or "from" not in message or "value" not in message:
+            raise RowError(row, f"conversations[{j}] must be a dict with 'from' and 'value'")
+        role = _SHAREGPT_ROLES.get(str(message["from"]).lower())
+        if role is None:
+            raise RowError(
+                row, f"conversations[{j}] has unknown 'from' {message['from']!r}; expected one of "
+                f"{sorted(_SHAREGPT_ROLES)}"
+            )
+        messages.append({"role": role, "content": _text(message["value"], row, f"conversations[{j}].value")})
+    return messages
+
+
+def _from_alpaca(row_data: Mapping[str, Any], row: int | None) -> list[Message]:
+    instruction = _text(_column(row_data, "instruction", row), row, "instruction")
+    extra = row_data.get("input")
+    if extra is not None:
+        extra = _text(extra, row, "input")
+        if extra:
+            instruction = instruction + "\n" + extra
+    output = _text(_column(row_data, "output", row), row, "output")
+    return [{"role": "user", "content": instruction}, {"role": "assistant", "content": output}]
+
+
+def _from_prompt_response(row_data: Mapping[str, Any], row: int | None) -> list[Message]:
+    prompt = _text(_column(row_data, "prompt", row), row, "prompt")
+    name = "response" if "response" in row_data else "completion"
+    response = _text(_column(row_data, name, row), row, name)
+    return [{"role": "user", "content": prompt}, {"role": "assistant", "content": response}]
+
+
+_READERS = {
+    "messages": _from_messages,
+    "sharegpt": _from_sharegpt,
+    "alpaca": _from_alpaca,
+    "prompt_response": _from_prompt_response,
+}
+
+
+def row_messages(row_data: Mapping[str, Any], format: str | None = None, row: int | None = None) -> list[Message]:
+    """The conversation of one row as ``{"role", "content"}`` messages, in order.
+
+    >>> row_messages({"conversations": [{"from": "human", "value": "Hi"}, {"from": "gpt", "value": "Hello"}]})
+    [{'role': 'user', 'content': 'Hi'}, {'role': 'assistant', 'content': 'Hello'}]
+    """
+    format = format or detect_format(list(row_data))
+    if format not in _READERS:
+        raise ValueError(f"unknown row format {format!r}; expected one of {FORMATS}")
+    return _READERS[format](row_data, row)
+
+
+def pair_turns(messages: Sequence[Message], row: int | None = None) -> list[Turn]:
+    """Pair each user message with the assistant message right after it (SPEC section 4).
+
+    System messages are skipped; an assistant message with no user message before it is skipped; a user
+    message with no answer gets ``""``. A conversation without a user message is an error.
+
+    >>> pair_turns([{"role": "system", "content": "S"}, {"role": "user", "content": "q1"},
+    ...             {"role": "assistant", "content": "a1"}, {"role": "user", "content": "q2"}])
+    [('q1', 'a1'), ('q2', '')]
+    """
+    turns: list[Turn] = []
+    pending: str | None = None
+    for message in messages:
+        if message["role"] == "user":
+            if pending is not None:
+                turns.append((pending, ""))
+            pending = message["content"]
+        elif message["role"] == "assistant" and pending is not None:
+            turns.append((pending, message["content"]))
+            pending = None
+    if pending is not None:
+        turns.append((pending, ""))
+    if not turns:
+        raise RowError(row, "the conversation has no user turn")
+    return turns
+
+
+def row_turns(row_data: Mapping[str, Any], format: str | None = None, row: int | None = None) -> list[Turn]:
+    """The ``(user, assistant)`` turns of one row."""
+    return pair_turns(row_messages(row_data, format, row), row)
+
+
+def batch_size_of(batch: Mapping[str, Sequence[Any]]) -> int:
+    """Number of rows in a columnar batch (``{"column": [values...]}``)."""
+    return len(next(iter(batch.values()))) if batch else 0
+
+
+def iter_batch_rows(batch: Mapping[str, Sequence[Any]]) -> Iterator[dict[str, Any]]:
+    """The rows of a columnar batch, one dict each."""
+    columns = list(batch)
+    for i in range(batch_size_of(batch)):
+        yield {name: batch[name][i] for name in columns}
+
+
+def is_batched(batch: Mapping[str, Any], format: str | None) -> bool:
+    """Whether ``batch`` is a columnar batch (``Dataset.map(batched=True)``) or a single row."""
+    format = format or detect_format(list(batch))
+    probe = {"messages": "messages", "sharegpt": "conversations", "alpaca": "instruction"}.get(format, "prompt")
+    value = batch.get(probe)
+    if format in ("messages", "sharegpt"):
+        # A batch holds a list of conversations; a row holds one conversation (a list of dicts).
+        return isinstance(value, (list, tuple)) and (len(value) == 0 or isinstance(value[0], (list, tuple)))
+    return isinstance(value, (list, tuple))
+
+
+def to_messages_column(row_data: Mapping[str, Any], format: str | None = None) -> dict[str, list[Message]]:
+    """A ``Dataset.map`` function that adds a ``messages`` column in TRL's conversational format."""
+    return {"messages": row_messages(row_data, format)}

@@ -1,0 +1,171 @@
+"""Model loading shared by the scorers and the embedder.
+
+A :class:`LazyModel` holds what is needed to load a model (a Hub id or local path, a revision, a dtype)
+and loads it on first use, once per process. Its pickled state (what ``datasets`` hashes into a cache
+fingerprint and what ``num_proc`` sends to worker processes) holds only those settings, never the
+weights, unless a loaded model object was passed in.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import torch
+
+logger = logging.getLogger(__name__)
+
+
+def resolve_device(device: str | torch.device | None = None, rank: int | None = None) -> torch.device:
+    """The device to run on: ``device`` if given; otherwise GPU ``rank mod n`` (GPU 0 without a rank)
+    where CUDA is available, else the CPU."""
+    if device is not None:
+        return torch.device(device)
+    if torch.cuda.is_available():
+        return torch.device("cuda", (rank or 0) % torch.cuda.device_count())
+    return torch.device("cpu")
+
+
+def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
+    """``dtype`` if given (``"bfloat16"``, ``torch.float32``, ...); otherwise bf16 on GPU and fp32 on CPU.
+
+    fp32 on CPU is what makes scores exact: transformers 5 keeps a checkpoint's stored dtype unless told.
+    """
+    if dtype is None or dtype == "auto":
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    resolved = getattr(torch, str(dtype), None)
+    if not isinstance(resolved, torch.dtype):
+        raise ValueError(f"unknown dtype {dtype!r}; use e.g. 'float32', 'bfloat16' or 'float16'")
+    return resolved
+
+
+class LazyModel:
+    """Base class of the ``Dataset.map`` callables that run a model.
+
+    Args:
+        model: a Hub id, a local path, or a loaded ``transformers`` model.
+        tokenizer: a Hub id, a local path or a loaded tokenizer; defaults to ``model``'s.
+        revision: the Hub revision (branch, tag or commit) of ``model`` and ``tokenizer``.
+        dtype: the compute dtype; default bf16 on GPU, fp32 on CPU.
+        device: run here instead of choosing from the rank.
+        trust_remote_code: allow code from the model repository (off by default).
+    """
+
+    # Subclasses load with this ``transformers`` auto class.
+    auto_model_class: str = "AutoModel"
+    # Attributes that live only in the process that made them (weights, counters).
+    _process_local = ("_model", "_tokenizer", "_device", "stats")
+
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any = None,
+        *,
+        revision: str | None = None,
+        dtype: str | torch.dtype | None = None,
+        device: str | torch.device | None = None,
+        trust_remote_code: bool = False,
+    ):
+        self.model_name_or_path = model if isinstance(model, str) else None
+        self.tokenizer_name_or_path = tokenizer if isinstance(tokenizer, str) else None
+        self.revision = revision
+        self.dtype = str(dtype).replace("torch.", "") if dtype is not None else None
+        self.device = str(device) if device is not None else None
+        self.trust_remote_code = trust_remote_code
+        # A loaded model or tokenizer travels with the object (it has no name to reload it from).
+        self._given_model = None if isinstance(model, str) else model
+        self._given_tokenizer = None if isinstance(tokenizer, str) else tokenizer
+        if self.model_name_or_path is None and self._given_model is None:
+            raise ValueError("model must be a Hub id, a local path or a loaded transformers model")
+        if self._given_model is not None and tokenizer is None:
+            raise ValueError("pass the tokenizer too when passing a loaded model")
+        self._model = None
+        self._tokenizer = None
+        self._device = None
+        self.stats: dict[str, int] = {}
+
+    # -- pickling: settings only, never the lazily loaded weights -------------------------------------
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k not in self._process_local}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._model = None
+        self._tokenizer = None
+        self._device = None
+        self.stats = {}
+
+    # -- loading ---------------------------------------------------------------------------------------
+    def load(self, rank: int | None = None) -> None:
+        """Load the model and tokenizer onto the device for ``rank``, once per process."""
+        device = resolve_device(self.device, rank)
+        if self._model is not None and self._device == device:
+            return
+        dtype = resolve_dtype(self.dtype, device)
+        if self._given_model is not None:
+            model = self._given_model
+        else:
+            logger.info("loading %s (revision %s) as %s on %s", self.model_name_or_path, self.revision, dtype, device)
+            import transformers
+
+            model = getattr(transformers, self.auto_model_class).from_pretrained(
+                self.model_name_or_path,
+                revision=self.revision,
+                dtype=dtype,
+                trust_remote_code=self.trust_remote_code,
+            )
+        self._model = model.to(device=device, dtype=dtype).eval()
+        self._tokenizer = self._given_tokenizer or self._load_tokenizer()
+        self._device = device
+        self.on_load()
+
+    def _load_tokenizer(self) -> Any:
+        from transformers import AutoTokenizer
+
+        return AutoTokenizer.from_pretrained(
+            self.tokenizer_name_or_path or self.model_name_or_path,
+            revision=self.revision,
+            trust_remote_code=self.trust_remote_code,
+        )
+
+    def on_load(self) -> None:
+        """Hook for subclasses: derive what depends on the tokenizer (digit ids, pad token, ...)."""
+
+    @property
+    def model(self) -> Any:
+        self.load()
+        return self._model
+
+    @property
+    def tokenizer(self) -> Any:
+        self.load()
+        return self._tokenizer
+
+    @property
+    def name(self) -> str:
+        """A readable name of the model, for logs, reports and cards."""
+        if self.model_name_or_path is not None:
+            return self.model_name_or_path
+        return getattr(getattr(self._given_model, "config", None), "_name_or_path", "") or type(self._given_model).__name__
+
+    def count(self, key: str, n: int = 1) -> None:
+        self.stats[key] = self.stats.get(key, 0) + n
+
+
+def split_map_args(args: tuple[Any, ...]) -> tuple[list[int] | int | None, int | None]:
+    """Read the extra positional arguments that ``Dataset.map`` passes: ``indices`` with
+    ``with_indices=True`` and ``rank`` with ``with_rank=True``, in that order.
+
+    With exactly one extra argument, a list is taken as the indices and an int or None as the rank
+    (``with_rank=True``); for ``batched=False`` with both, pass both flags.
+    """
+    if len(args) == 0:
+        return None, None
+    if len(args) == 1:
+        (value,) = args
+        return (value, None) if isinstance(value, (list, tuple)) else (None, value)
+    if len(args) == 2:
+        return args[0], args[1]
+    raise TypeError(f"expected at most (indices, rank) after the batch, got {len(args)} extra arguments")

@@ -1,0 +1,100 @@
+"""Tiny random-weight models and a small tokenizer, built offline.
+
+They make the smoke recipe and the tests run anywhere without the Hub. Their scores and embeddings mean
+nothing: they exercise the code paths, not the method.
+
+>>> tokenizer = byte_bpe_tokenizer()
+>>> model = tiny_causal_lm(tokenizer, seed=0)
+>>> model.config.num_hidden_layers
+2
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+# A small corpus that gives the byte-level BPE a few useful merges; digits stay single tokens.
+_CORPUS = [
+    "You are a helpful assistant. Please identify the complexity score of the following user query.",
+    "Please identify the quality score of the Response corresponding to the Question.",
+    "A chat between a curious user and an artificial intelligence assistant.",
+    "The assistant gives helpful, detailed, and polite answers to the user's questions.",
+    "USER: ASSISTANT: ##Query: ##Complexity: ##Quality: #Question# #Response#",
+    "What is the capital of France? The capital of France is Paris.",
+    "Write a short poem about the sea. Explain how photosynthesis works in plants.",
+    "1 2 3 4 5 6 7 8 9 0",
+]
+
+
+def byte_bpe_tokenizer(vocab_size: int = 512) -> Any:
+    """A byte-level BPE tokenizer trained in milliseconds, with ``<s>``, ``</s>``, ``<unk>`` and ``<pad>``.
+
+    It adds BOS like LLaMA's tokenizer, encodes any text (byte fallback), and spells each digit as one
+    token, so the scorers can read ``"1"``..``"6"`` from it.
+    """
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    special = ["<unk>", "<s>", "</s>", "<pad>"]
+    backend = Tokenizer(models.BPE(unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    backend.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size, special_tokens=special, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+    )
+    backend.train_from_iterator(_CORPUS, trainer=trainer)
+    backend.post_processor = processors.TemplateProcessing(
+        single="<s> $A", pair="<s> $A <s> $B", special_tokens=[("<s>", backend.token_to_id("<s>"))]
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=backend, bos_token="<s>", eos_token="</s>", unk_token="<unk>", pad_token="<pad>"
+    )
+
+
+def tiny_causal_lm(
+    tokenizer: Any,
+    *,
+    seed: int = 0,
+    architecture: str = "llama",
+    hidden_size: int = 32,
+    num_hidden_layers: int = 2,
+    num_attention_heads: int = 4,
+    num_key_value_heads: int = 2,
+    intermediate_size: int = 64,
+    max_position_embeddings: int = 2048,
+) -> Any:
+    """A random-weight LLaMA or Mistral causal LM sized for CPU tests, in fp32."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM, MistralConfig, MistralForCausalLM
+
+    classes = {"llama": (LlamaConfig, LlamaForCausalLM), "mistral": (MistralConfig, MistralForCausalLM)}
+    if architecture not in classes:
+        raise ValueError(f"unknown architecture {architecture!r}; expected one of {sorted(classes)}")
+    config_class, model_class = classes[architecture]
+    config = config_class(
+        vocab_size=len(tokenizer),
+        hidden_size=hidden_size,
+        num_hidden_layers=num_hidden_layers,
+        num_attention_heads=num_attention_heads,
+        num_key_value_heads=num_key_value_heads,
+        intermediate_size=intermediate_size,
+        max_position_embeddings=max_position_embeddings,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        tie_word_embeddings=False,
+    )
+    torch.manual_seed(seed)
+    # A larger init spreads the digit logits, so that scores of different texts differ visibly.
+    config.initializer_range = 0.2
+    return model_class(config).float().eval()
+
+
+def save_tiny_scorer(path: str | Path, *, seed: int = 0, architecture: str = "llama") -> Path:
+    """Write a tiny random scorer (model + tokenizer) to ``path``; load it with ``ComplexityScorer(path)``."""
+    path = Path(path)
+    tokenizer = byte_bpe_tokenizer()
+    tiny_causal_lm(tokenizer, seed=seed, architecture=architecture).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
