@@ -1,0 +1,78 @@
+"""The Vicuna v1.1 chat template of the Deita models, as a Jinja template for ``apply_chat_template``.
+
+It renders a conversation exactly as the Deita models were trained (FastChat's ``vicuna_v1.1``)::
+
+    <s>SYSTEM USER: q1 ASSISTANT: a1</s>USER: q2 ASSISTANT: a2</s>
+
+where SYSTEM is :data:`deita_hf.constants.VICUNA_SYSTEM`, or the conversation's own system message when it
+starts with one. The assistant text and its end-of-sequence token sit between ``{% generation %}`` markers, so
+TRL's ``assistant_only_loss=True`` trains on exactly those tokens, as Deita's SFT did. With
+``add_generation_prompt=True`` the text ends with ``"ASSISTANT:"``.
+
+>>> from deita_hf.tiny import byte_bpe_tokenizer
+>>> tokenizer = set_vicuna_chat_template(byte_bpe_tokenizer())
+>>> text = tokenizer.apply_chat_template([{"role": "user", "content": "Hi"}], tokenize=False, add_generation_prompt=True)
+>>> text[-19:]
+'USER: Hi ASSISTANT:'
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from .constants import VICUNA_ASSISTANT, VICUNA_SYSTEM, VICUNA_USER
+
+# A JSON string literal is a valid Jinja string literal, so the system text is embedded verbatim.
+VICUNA_CHAT_TEMPLATE = (
+    "{%- if messages and messages[0]['role'] == 'system' -%}"
+    "{%- set system_message = messages[0]['content'] -%}"
+    "{%- set loop_messages = messages[1:] -%}"
+    "{%- else -%}"
+    "{%- set system_message = " + json.dumps(VICUNA_SYSTEM) + " -%}"
+    "{%- set loop_messages = messages -%}"
+    "{%- endif -%}"
+    "{{- bos_token + system_message + ' ' -}}"
+    "{%- for message in loop_messages -%}"
+    "{%- if message['role'] == 'user' -%}"
+    "{{- '" + VICUNA_USER + ": ' + message['content'] + ' ' -}}"
+    "{%- elif message['role'] == 'assistant' -%}"
+    # Like FastChat's training data loader, a conversation that opens with the assistant drops that message.
+    "{%- if not loop.first -%}"
+    "{{- '" + VICUNA_ASSISTANT + ": ' -}}"
+    "{%- generation -%}"
+    "{{- message['content'] + eos_token -}}"
+    "{%- endgeneration -%}"
+    "{%- endif -%}"
+    "{%- else -%}"
+    "{{- raise_exception('the Vicuna v1.1 template takes one leading system message, then user and assistant "
+    "messages; got the role ' + message['role']) -}}"
+    "{%- endif -%}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}"
+    "{{- '" + VICUNA_ASSISTANT + ":' -}}"
+    "{%- endif -%}"
+)
+
+
+def set_vicuna_chat_template(tokenizer: Any) -> Any:
+    """Set :data:`VICUNA_CHAT_TEMPLATE` on ``tokenizer`` (replacing its own) and return it.
+
+    The template writes the tokenizer's ``bos_token`` and ``eos_token`` (``<s>`` and ``</s>`` for LLaMA and
+    Mistral), so the tokenizer must have both.
+
+    >>> from deita_hf.tiny import byte_bpe_tokenizer
+    >>> tokenizer = set_vicuna_chat_template(byte_bpe_tokenizer())
+    >>> tokenizer.apply_chat_template(
+    ...     [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}], tokenize=False
+    ... ).endswith("USER: q ASSISTANT: a</s>")
+    True
+    """
+    missing = [name for name in ("bos_token", "eos_token") if getattr(tokenizer, name, None) is None]
+    if missing:
+        raise ValueError(
+            f"the tokenizer {getattr(tokenizer, 'name_or_path', '') or type(tokenizer).__name__!r} has no "
+            f"{' and no '.join(missing)}; the Vicuna v1.1 template writes both. Set them on the tokenizer first."
+        )
+    tokenizer.chat_template = VICUNA_CHAT_TEMPLATE
+    return tokenizer
