@@ -49,3 +49,51 @@ CITATION = """@inproceedings{liu2024what,
   year={2024},
   url={https://openreview.net/forum?id=BTKAeLqLMw}
 }"""
+
+# Training recipes (SPEC sections 8 and 9; paper appendix A).
+DEITA_6K_DATASET_ID = "hkust-nlp/deita-6k-v0"
+DEITA_10K_DATASET_ID = "hkust-nlp/deita-10k-v0"
+DEITA_SOTA_POOL_ID = "AndrewZeng/deita_sota_pool"
+# How the released selections were made (paper section 4), quoted in the model cards of models trained on them.
+RELEASED_SELECTIONS = {
+    DEITA_6K_DATASET_ID: (
+        "6K conversations selected from the 300K pool `AndrewZeng/deita_sota_pool` by Deita: score-first, "
+        "diversity-aware selection (Repr Filter, cosine similarity threshold 0.9) with "
+        "deita_score = sum over turns of complexity x quality (`hkust-nlp/deita-complexity-scorer`, "
+        "`hkust-nlp/deita-quality-scorer`)."
+    ),
+    DEITA_10K_DATASET_ID: (
+        "10K conversations selected from the 300K pool `AndrewZeng/deita_sota_pool` by Deita: score-first, "
+        "diversity-aware selection (Repr Filter, cosine similarity threshold 0.9) with "
+        "deita_score = sum over turns of complexity x quality (`hkust-nlp/deita-complexity-scorer`, "
+        "`hkust-nlp/deita-quality-scorer`)."
+    ),
+}
+# DPO data of Deita-7B-v1.0: 10K pairs sampled with seed 42 from UltraFeedback (binarized), split train_prefs.
+DPO_DATASET_ID = "HuggingFaceH4/ultrafeedback_binarized"
+DPO_DATASET_SPLIT = "train_prefs"
+DPO_NUM_PAIRS = 10_000
+DPO_SAMPLE_SEED = 42
+# Results reported in the paper for each released model: MT-Bench score and AlpacaEval win rate (%).
+PAPER_RESULTS = {
+    "hkust-nlp/deita-7b-v1.0-sft": {
+        "recipe": "Mistral-7B-v0.1, SFT on Deita 6K",
+        "MT-Bench": 7.22,
+        "AlpacaEval": 80.78,
+    },
+    "hkust-nlp/deita-7B-v1.0": {
+        "recipe": "Mistral-7B-v0.1, SFT on Deita 6K, then DPO on 10K UltraFeedback pairs",
+        "MT-Bench": 7.55,
+        "AlpacaEval": 90.06,
+    },
+    "hkust-nlp/deita-llama2-13b-v1.0-sft": {
+        "recipe": "LLaMA-2-13B, SFT on Deita 10K",
+        "MT-Bench": 6.79,
+        "AlpacaEval": 81.09,
+    },
+    "hkust-nlp/deita-llama1-13b-v1.0-sft": {
+        "recipe": "LLaMA-1-13B, SFT on Deita 10K",
+        "MT-Bench": 6.60,
+        "AlpacaEval": 78.01,
+    },
+}
