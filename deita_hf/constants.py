@@ -97,3 +97,94 @@ PAPER_RESULTS = {
         "AlpacaEval": 78.01,
     },
 }
+
+# -- Making scorer training data (docs/scorers.md) ---------------------------------------------------------
+# deita-hf's own wording of the paper's method (section 2): Evol Complexity and Evol Quality evolve a seed for
+# M rounds, one operation per round; then all variants of a seed are scored together on the 1..6 scale.
+DEFAULT_OPENAI_BASE_URL = "https://api.openai.com/v1"
+EVOL_ROUNDS = 5  # the paper's M: a seed and 5 evolved variants, scored 1..6
+
+EVOL_COMPLEXITY_PROMPT = """You rewrite requests that people send to an AI assistant. Make the request below harder to answer well, using this method:
+
+{operation}
+
+Rules:
+- The new request must make sense on its own and be something a person could really ask.
+- Keep every piece of code, table, formula or data that the request contains.
+- Grow the request by about 10 to 20 words; do not make it long-winded.
+- Do not answer the request, and do not say that it was rewritten.
+
+<request>
+{instruction}
+</request>
+
+Write the new request between <request> and </request>, and nothing else."""
+
+# The paper's five in-depth operations of Evol Complexity.
+EVOL_COMPLEXITY_OPERATIONS = {
+    "add_constraints": "Add one more constraint or requirement that a good answer has to meet.",
+    "deepen": "Where the request asks about a topic, ask about it in more depth and breadth.",
+    "concretize": "Replace general concepts with more specific, concrete ones.",
+    "increase_reasoning": (
+        "If the request can be answered in one or two simple steps, rewrite it so that answering it takes "
+        "several explicit steps of reasoning."
+    ),
+    "complicate_input": (
+        "Give the request an input to work with, in a structured form that fits it: a table, a piece of code, "
+        "a formula, a JSON or XML document, or a list of data."
+    ),
+}
+
+EVOL_QUALITY_PROMPT = """You improve the answers that an AI assistant gave to people's requests. Make the response below better, using this method:
+
+{operation}
+
+Rules:
+- Answer the same request; keep what is right in the response and fix what is wrong.
+- Do not mention the original response or that it was rewritten.
+
+<request>
+{instruction}
+</request>
+
+<response>
+{output}
+</response>
+
+Write the improved response between <response> and </response>, and nothing else."""
+
+# The paper's five operations of Evol Quality.
+EVOL_QUALITY_OPERATIONS = {
+    "helpfulness": "Make it more helpful: address what the person needs and give them what they need to act on it.",
+    "relevance": "Make it more relevant: stay on the request, drop what does not serve it, and cover all of it.",
+    "depth": "Make it deeper: explain the reasons and mechanisms behind the answer, not only the answer.",
+    "creativity": "Make it more creative: where the request allows it, bring an original angle, example or form.",
+    "details": "Add useful detail: concrete facts, figures, steps or examples that make the answer more complete.",
+}
+
+RANKING_COMPLEXITY_PROMPT = """Below are {count} versions of a request that people might send to an AI assistant. They differ in how complex and difficult they are to answer well.
+
+Compare them and give each version a complexity score from 1 (the simplest) to 6 (the most complex and difficult). A version that is harder to answer well than another gets a higher score.
+
+{variants}
+
+Answer with exactly {count} lines and nothing else, one line per version, in the form "{label} <number>: <score>"."""
+
+RANKING_QUALITY_PROMPT = """Below is a request that a person sent to an AI assistant, and {count} responses to it.
+
+Compare the responses and give each one a quality score from 1 (the worst) to 6 (the best), judging how helpful, relevant, accurate, deep, creative and detailed it is. A response that is better than another gets a higher score.
+
+<request>
+{instruction}
+</request>
+
+{variants}
+
+Answer with exactly {count} lines and nothing else, one line per response, in the form "{label} <number>: <score>"."""
+
+# How a variant is shown in a ranking prompt, and the word that labels it in the prompt and in the answer.
+RANKING_VARIANT = "[{label} {number}]\n{text}"
+RANKING_LABELS = {"complexity": "Version", "quality": "Response"}
+
+# The follow-up message after a reply that does not follow the requested format.
+RETRY_PROMPT = "Your reply could not be used: {problem}. Please answer again and follow the format exactly."

@@ -107,8 +107,11 @@ class TurnScorer(LazyModel):
         return fields + [("instruction", instruction)]
 
     def encode(self, instruction: str, output: str = "") -> tuple[list[int], bool]:
-        """Token ids of the prompt of one turn, shortened to ``max_length`` if needed; and whether it was."""
-        tokenizer = self.tokenizer
+        """Token ids of the prompt of one turn, shortened to ``max_length`` if needed; and whether it was.
+
+        With a tokenizer object passed in and ``max_length`` set, this needs no model (scorer training data).
+        """
+        tokenizer = self._given_tokenizer if self._given_tokenizer is not None else self.tokenizer
         ids = tokenizer(self.render(instruction, output)).input_ids
         limit = self.effective_max_length
         if len(ids) <= limit:
