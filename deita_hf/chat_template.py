@@ -5,7 +5,9 @@ It renders a conversation exactly as the Deita models were trained (FastChat's `
     <s>SYSTEM USER: q1 ASSISTANT: a1</s>USER: q2 ASSISTANT: a2</s>
 
 where SYSTEM is :data:`deita_hf.constants.VICUNA_SYSTEM`, or the conversation's own system message when it
-starts with one. The assistant text and its end-of-sequence token sit between ``{% generation %}`` markers, so
+starts with one. As in FastChat, assistant messages before the first user message are dropped and a message
+with empty text renders as its bare role (``"ASSISTANT:"``); the text after BOS is the embedder's
+:func:`deita_hf.embedding.vicuna_text`. The assistant text and its end-of-sequence token sit between ``{% generation %}`` markers, so
 TRL's ``assistant_only_loss=True`` trains on exactly those tokens, as Deita's SFT did. With
 ``add_generation_prompt=True`` the text ends with ``"ASSISTANT:"``.
 
@@ -32,17 +34,28 @@ VICUNA_CHAT_TEMPLATE = (
     "{%- set system_message = " + json.dumps(VICUNA_SYSTEM) + " -%}"
     "{%- set loop_messages = messages -%}"
     "{%- endif -%}"
+    "{%- set state = namespace(seen_user=false) -%}"
     "{{- bos_token + system_message + ' ' -}}"
     "{%- for message in loop_messages -%}"
     "{%- if message['role'] == 'user' -%}"
+    "{%- set state.seen_user = true -%}"
+    "{%- if message['content'] -%}"
     "{{- '" + VICUNA_USER + ": ' + message['content'] + ' ' -}}"
+    "{%- else -%}"
+    "{{- '" + VICUNA_USER + ":' -}}"
+    "{%- endif -%}"
     "{%- elif message['role'] == 'assistant' -%}"
-    # Like FastChat's training data loader, a conversation that opens with the assistant drops that message.
-    "{%- if not loop.first -%}"
+    # Like FastChat, assistant messages before the first user message are dropped, and an empty message
+    # renders as its bare role.
+    "{%- if state.seen_user -%}"
+    "{%- if message['content'] -%}"
     "{{- '" + VICUNA_ASSISTANT + ": ' -}}"
     "{%- generation -%}"
     "{{- message['content'] + eos_token -}}"
     "{%- endgeneration -%}"
+    "{%- else -%}"
+    "{{- '" + VICUNA_ASSISTANT + ":' -}}"
+    "{%- endif -%}"
     "{%- endif -%}"
     "{%- else -%}"
     "{{- raise_exception('the Vicuna v1.1 template takes one leading system message, then user and assistant "
