@@ -1,0 +1,98 @@
+"""Supervised fine-tuning with Deita's recipe (SPEC section 8): Vicuna v1.1 chat format, loss on the assistant
+tokens only, on a Deita selection.
+
+Usage::
+
+    accelerate launch --config_file recipes/accelerate_configs/zero3.yaml -m deita_hf.sft \\
+        --config recipes/deita-mistral-7b/sft.yaml
+
+or ``deita-hf sft --config ...``. Every TRL ``SFTConfig`` / ``ModelConfig`` flag works in the YAML and on the
+command line (the command line wins). Rerunning the same command resumes from the last checkpoint in
+``output_dir``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import trl
+from trl import ModelConfig, SFTTrainer, TrlParser, get_peft_config, get_quantization_config
+
+from .training import (
+    ScriptArguments,
+    finish,
+    last_checkpoint,
+    load_tokenizer,
+    load_training_data,
+    model_init_kwargs,
+    sample_rows,
+    to_messages_dataset,
+)
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class SFTConfig(trl.SFTConfig):
+    """TRL's ``SFTConfig`` with Deita's defaults.
+
+    Parameters:
+        assistant_only_loss (`bool`, *optional*, defaults to `True`):
+            Compute the loss on the assistant tokens only (each answer and its EOS), as Deita did.
+        max_length (`int`, *optional*, defaults to `2048`):
+            Truncate tokenized conversations to this length (Deita: 2048).
+    """
+
+    assistant_only_loss: bool = field(
+        default=True, metadata={"help": "Loss on the assistant tokens only (each answer and its EOS), as Deita did."}
+    )
+    max_length: int | None = field(default=2048, metadata={"help": "Truncate conversations to this many tokens."})
+
+
+def make_parser() -> TrlParser:
+    return TrlParser((ScriptArguments, SFTConfig, ModelConfig))
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run SFT from a recipe YAML (``--config``) and command-line flags; ``argv`` defaults to ``sys.argv[1:]``."""
+    script_args, training_args, model_args = make_parser().parse_args_and_config(argv)
+    logging.basicConfig(level=training_args.get_process_log_level(), format="%(asctime)s %(name)s: %(message)s")
+
+    # Data: a Hub id, a local file or a selection output folder, as TRL conversational `messages`.
+    with training_args.main_process_first(desc="loading the training data"):
+        train_dataset = load_training_data(
+            script_args.dataset_name, split=script_args.dataset_train_split, config=script_args.dataset_config
+        )
+        train_dataset = sample_rows(train_dataset, script_args.dataset_sample_size, script_args.dataset_sample_seed)
+        train_dataset = to_messages_dataset(train_dataset, script_args.dataset_format, training_args.dataset_num_proc)
+        eval_dataset = None
+        if training_args.eval_strategy != "no":
+            eval_dataset = load_training_data(
+                script_args.dataset_name, split=script_args.dataset_test_split, config=script_args.dataset_config
+            )
+            eval_dataset = to_messages_dataset(
+                eval_dataset, script_args.dataset_format, training_args.dataset_num_proc
+            )
+
+    # Model: loaded by the trainer (ZeRO-3 aware); the tokenizer gets the Vicuna v1.1 chat template.
+    tokenizer = load_tokenizer(
+        model_args.model_name_or_path, model_args.model_revision, training_args.trust_remote_code
+    )
+    training_args.model_init_kwargs = model_init_kwargs(model_args, training_args)
+    trainer = SFTTrainer(
+        model=model_args.model_name_or_path,
+        args=training_args,
+        train_dataset=train_dataset,
+        eval_dataset=eval_dataset,
+        processing_class=tokenizer,
+        peft_config=get_peft_config(model_args),
+        quantization_config=get_quantization_config(model_args),
+    )
+
+    trainer.train(resume_from_checkpoint=last_checkpoint(training_args))
+    finish(trainer, script_args, model_args, method="SFT")
+
+
+if __name__ == "__main__":
+    main()

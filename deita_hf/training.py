@@ -1,0 +1,449 @@
+"""Helpers shared by the training entry points :mod:`deita_hf.sft` and :mod:`deita_hf.dpo`.
+
+- data: load training rows from a Hub id, a local file, or the output folder of a deita-hf selection, and
+  turn them into TRL's conversational formats (``messages`` for SFT; ``prompt``/``chosen``/``rejected`` for
+  DPO), with errors that name the row;
+- the tokenizer: the Vicuna v1.1 chat template of the Deita models and a pad token;
+- the model card (``model_cards/model_card.md`` rendered with huggingface_hub's ``ModelCard``) and the push
+  of the output folder to the Hub, on the main process only.
+
+>>> from datasets import Dataset
+>>> rows = Dataset.from_list([{"conversations": [{"from": "human", "value": "Hi"}, {"from": "gpt", "value": "Hello"}]}])
+>>> to_messages_dataset(rows)[0]["messages"]
+[{'role': 'user', 'content': 'Hi'}, {'role': 'assistant', 'content': 'Hello'}]
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import trl
+
+from .chat_template import set_vicuna_chat_template
+from .constants import CITATION, PAPER_RESULTS, RELEASED_SELECTIONS
+from .formats import RowError, row_messages
+
+logger = logging.getLogger(__name__)
+
+MODEL_CARD_TEMPLATE = Path(__file__).resolve().parents[1] / "model_cards" / "model_card.md"
+
+# Files of a deita-hf selection output folder (`deita_hf.pipeline`): the effective recipe and the run summary.
+RECIPE_FILE = "recipe.yaml"
+SUMMARY_FILE = "summary.json"
+
+
+@dataclass
+class ScriptArguments(trl.ScriptArguments):
+    """TRL's ``ScriptArguments`` (``dataset_name``, ``dataset_config``, ``dataset_train_split``, ...) and:
+
+    Parameters:
+        dataset_format (`str`, *optional*):
+            Row format of SFT data: ``"messages"``, ``"sharegpt"``, ``"alpaca"`` or ``"prompt_response"``.
+            Detected from the columns when not set.
+        dataset_sample_size (`int`, *optional*):
+            Train on a random sample of this many rows of the training split (Deita's DPO data: 10000).
+        dataset_sample_seed (`int`, *optional*, defaults to `42`):
+            Seed of that sample (Deita's DPO data: 42).
+        reproduces (`str`, *optional*):
+            Hub id of the released Deita model that the recipe reproduces; the model card quotes its paper
+            results (e.g. ``hkust-nlp/deita-7b-v1.0-sft``).
+
+    ``dataset_name`` may also be a local file or a deita-hf selection output folder: see
+    :func:`load_training_data`.
+    """
+
+    dataset_format: str | None = field(
+        default=None,
+        metadata={"help": "Row format: messages, sharegpt, alpaca or prompt_response (SFT). Detected when not set."},
+    )
+    dataset_sample_size: int | None = field(
+        default=None, metadata={"help": "Train on a random sample of this many rows of the training split."}
+    )
+    dataset_sample_seed: int = field(default=42, metadata={"help": "Seed of the random sample of rows."})
+    reproduces: str | None = field(
+        default=None,
+        metadata={
+            "help": "Hub id of the released Deita model this recipe reproduces; its paper results go in the card."
+        },
+    )
+
+
+# -- data ---------------------------------------------------------------------------------------------------------
+def resolve_training_data(name_or_path: str) -> str:
+    """The dataset to train on: for the output folder of a deita-hf selection (``deita-hf run`` / ``select``),
+    the dataset folder that its ``summary.json`` names (``selected/``); otherwise ``name_or_path`` itself."""
+    path = Path(name_or_path).expanduser()
+    summary = path / SUMMARY_FILE
+    if path.is_dir() and summary.is_file():
+        dataset = json.loads(summary.read_text(encoding="utf-8")).get("outputs", {}).get("dataset")
+        if not dataset or not (path / dataset).is_dir():
+            raise ValueError(f"{summary} names no dataset folder under 'outputs'; pass the dataset folder itself.")
+        return str(path / dataset)
+    return name_or_path
+
+
+def load_training_data(name_or_path: str | None, *, split: str = "train", config: str | None = None):
+    """Load one split of training data as a ``datasets.Dataset``.
+
+    ``name_or_path`` is the output folder of a deita-hf selection (its selected rows are loaded), a
+    ``save_to_disk`` folder, a local ``.json``/``.jsonl``/``.csv``/``.parquet``/``.arrow`` file, or a Hub
+    dataset id (``hkust-nlp/deita-6k-v0``, read with ``datasets.load_dataset(name_or_path, config, split=split)``).
+
+    >>> import json, tempfile, os
+    >>> path = os.path.join(tempfile.mkdtemp(), "rows.jsonl")
+    >>> with open(path, "w") as f:
+    ...     _ = f.write(json.dumps({"instruction": "Say hi", "output": "Hi"}) + "\\n")
+    >>> load_training_data(path).column_names
+    ['instruction', 'output']
+    """
+    from .pipeline import load_input
+
+    if not name_or_path:
+        raise ValueError("no training data: set dataset_name to a Hub dataset id, a local file or a folder.")
+    return load_input(resolve_training_data(name_or_path), config, split)
+
+
+def sample_rows(dataset, size: int | None, seed: int = 42):
+    """A random sample of ``size`` rows (all rows, in order, when ``size`` is None): the first ``size`` rows
+    after ``dataset.shuffle(seed=seed)``, so that a smaller sample is a prefix of a larger one.
+
+    >>> from datasets import Dataset
+    >>> list(sample_rows(Dataset.from_dict({"x": list(range(10))}), 3, seed=42)["x"])
+    [5, 6, 0]
+    """
+    if size is None:
+        return dataset
+    if not 0 < size <= len(dataset):
+        raise ValueError(f"dataset_sample_size={size} must be between 1 and the number of rows ({len(dataset)}).")
+    return dataset.shuffle(seed=seed).select(range(size))
+
+
+def conversation_messages(row: Mapping[str, Any], format: str | None = None, index: int | None = None) -> list[dict]:
+    """One row as a conversation that the Vicuna template renders and that has something to learn from:
+    at most one system message, first; and at least one non-empty assistant message after a user message."""
+    messages = row_messages(row, format, index)
+    if any(message["role"] == "system" for message in messages[1:]):
+        raise RowError(index, "a system message is only allowed as the first message")
+    seen_user = False
+    for message in messages:
+        if message["role"] == "assistant" and seen_user and message["content"]:
+            return messages
+        seen_user = seen_user or message["role"] == "user"
+    raise RowError(
+        index, "the conversation has no non-empty assistant message after a user message: nothing to train on"
+    )
+
+
+def to_messages_dataset(dataset, format: str | None = None, num_proc: int | None = None):
+    """The rows as TRL conversational data: one ``messages`` column, the other columns dropped.
+
+    ShareGPT (``conversations``), Alpaca and prompt/response rows are converted (SPEC section 4). Scores and
+    embeddings that a selection left in the rows are not needed to train and are dropped. A row that cannot be
+    read raises :class:`deita_hf.formats.RowError` with its index.
+    """
+
+    def convert(row, index):
+        return {"messages": conversation_messages(row, format, index)}
+
+    return dataset.map(
+        convert,
+        with_indices=True,
+        remove_columns=dataset.column_names,
+        num_proc=num_proc,
+        desc="Reading conversations",
+    )
+
+
+def _as_messages(value: Any, role: str, index: int, column: str) -> list[dict]:
+    if isinstance(value, str):
+        return [{"role": role, "content": value}]
+    try:
+        return row_messages({"messages": value}, "messages", index)
+    except RowError as error:
+        raise RowError(index, f"column {column!r}: {error.problem}") from None
+
+
+def preference_pair(row: Mapping[str, Any], index: int | None = None) -> dict[str, list[dict]]:
+    """One preference row in TRL's explicit conversational format: ``prompt`` (the messages before the answer),
+    ``chosen`` and ``rejected`` (one assistant message each).
+
+    Accepted: that format itself; plain strings; and whole conversations in ``chosen``/``rejected`` that share
+    the messages before the last (``HuggingFaceH4/ultrafeedback_binarized``, whose string ``prompt`` repeats
+    the first user message and is then ignored).
+
+    >>> preference_pair({"prompt": "2+2?", "chosen": "4", "rejected": "5"})["chosen"]
+    [{'role': 'assistant', 'content': '4'}]
+    """
+    for column in ("chosen", "rejected"):
+        if column not in row:
+            raise RowError(index, f"missing column {column!r}; a preference row needs 'chosen' and 'rejected'")
+    chosen = _as_messages(row["chosen"], "assistant", index, "chosen")
+    rejected = _as_messages(row["rejected"], "assistant", index, "rejected")
+    prompt_value = row.get("prompt")
+    if len(chosen) > 1 or len(rejected) > 1 or prompt_value is None:
+        # Implicit prompt: the conversations share every message but the last.
+        if chosen[:-1] != rejected[:-1]:
+            raise RowError(index, "'chosen' and 'rejected' must share the messages before the last one")
+        prompt, chosen, rejected = chosen[:-1], chosen[-1:], rejected[-1:]
+    else:
+        prompt = _as_messages(prompt_value, "user", index, "prompt")
+    if not prompt or prompt[-1]["role"] != "user":
+        raise RowError(index, "the prompt must end with a user message")
+    if chosen[0]["role"] != "assistant" or rejected[0]["role"] != "assistant":
+        raise RowError(index, "'chosen' and 'rejected' must end with an assistant message")
+    conversation_messages({"messages": prompt + chosen}, "messages", index)
+    return {"prompt": prompt, "chosen": chosen, "rejected": rejected}
+
+
+def to_preference_dataset(dataset, num_proc: int | None = None):
+    """The rows as TRL explicit conversational preference data (``prompt``, ``chosen``, ``rejected``), the other
+    columns dropped. See :func:`preference_pair`."""
+    return dataset.map(
+        lambda row, index: preference_pair(row, index),
+        with_indices=True,
+        remove_columns=dataset.column_names,
+        num_proc=num_proc,
+        desc="Reading preference pairs",
+    )
+
+
+# -- tokenizer ----------------------------------------------------------------------------------------------------
+def load_tokenizer(model_name_or_path: str, revision: str = "main", trust_remote_code: bool = False) -> Any:
+    """The tokenizer of ``model_name_or_path`` with the Vicuna v1.1 chat template of the Deita models and a pad
+    token (``<unk>`` where the tokenizer has none, as in Deita's training code; else EOS)."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(
+        model_name_or_path, revision=revision, trust_remote_code=trust_remote_code
+    )
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.unk_token if tokenizer.unk_token is not None else tokenizer.eos_token
+    return set_vicuna_chat_template(tokenizer)
+
+
+def model_init_kwargs(model_args, training_args) -> dict[str, Any]:
+    """The ``from_pretrained`` arguments of the model, from ``ModelConfig`` (revision, dtype, attention) and the
+    training config (``trust_remote_code``, ``model_init_kwargs``, which win)."""
+    kwargs = {
+        "revision": model_args.model_revision,
+        "trust_remote_code": training_args.trust_remote_code,
+        "attn_implementation": model_args.attn_implementation,
+        "dtype": model_args.dtype,
+    }
+    kwargs.update(training_args.model_init_kwargs or {})
+    return kwargs
+
+
+def last_checkpoint(training_args) -> str | None:
+    """The checkpoint to resume from: ``resume_from_checkpoint`` if set, else the last ``checkpoint-N`` folder
+    in ``output_dir`` (a rerun of the same command continues where it stopped), else None."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    if training_args.resume_from_checkpoint:
+        return training_args.resume_from_checkpoint
+    if os.path.isdir(training_args.output_dir):
+        checkpoint = get_last_checkpoint(training_args.output_dir)
+        if checkpoint is not None:
+            logger.info("checkpoint found, resuming training from %s", checkpoint)
+        return checkpoint
+    return None
+
+
+# -- model card and push ------------------------------------------------------------------------------------------
+def framework_versions() -> dict[str, str]:
+    """Installed versions of the libraries that the training ran on."""
+    versions = {}
+    for package in ("deita-hf", "transformers", "trl", "datasets", "accelerate", "torch", "deepspeed", "peft"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def _is_hub_id(name: str) -> bool:
+    return re.fullmatch(r"[\w.-]+/[\w.-]+", name) is not None and not Path(name).exists()
+
+
+def selection_description(dataset_name: str) -> tuple[str | None, dict[str, str]]:
+    """How the training data was selected: the text for a released Deita selection, and for the output folder
+    of a deita-hf selection its ``recipe.yaml`` and ``summary.json``."""
+    path = Path(dataset_name).expanduser()
+    files = {}
+    if path.is_dir():
+        for name in (RECIPE_FILE, SUMMARY_FILE):
+            if (path / name).is_file():
+                files[name] = (path / name).read_text(encoding="utf-8").strip()
+    return RELEASED_SELECTIONS.get(dataset_name), files
+
+
+def hyperparameters(training_args, world_size: int) -> dict[str, Any]:
+    """The hyperparameters that define a run, with the global batch size spelled out."""
+    params: dict[str, Any] = {
+        "learning_rate": training_args.learning_rate,
+        "lr_scheduler_type": str(getattr(training_args.lr_scheduler_type, "value", training_args.lr_scheduler_type)),
+        "warmup_steps": training_args.warmup_steps,
+        "num_train_epochs": training_args.num_train_epochs,
+        "per_device_train_batch_size": training_args.per_device_train_batch_size,
+        "gradient_accumulation_steps": training_args.gradient_accumulation_steps,
+        "num_processes": world_size,
+        "global_batch_size": training_args.per_device_train_batch_size
+        * training_args.gradient_accumulation_steps
+        * world_size,
+        "max_length": getattr(training_args, "max_length", None),
+        "optimizer": str(getattr(training_args.optim, "value", training_args.optim)),
+        "weight_decay": training_args.weight_decay,
+        "precision": "bf16" if training_args.bf16 else "fp16" if training_args.fp16 else "fp32",
+        "seed": training_args.seed,
+    }
+    if training_args.max_steps and training_args.max_steps > 0:
+        params["max_steps"] = training_args.max_steps
+    if getattr(training_args, "assistant_only_loss", None) is not None:
+        params["assistant_only_loss"] = training_args.assistant_only_loss
+    if hasattr(training_args, "beta"):
+        params["beta"] = training_args.beta
+        params["loss_type"] = (
+            ",".join(training_args.loss_type) if isinstance(training_args.loss_type, list) else training_args.loss_type
+        )
+    plugin = getattr(training_args, "deepspeed_plugin", None)
+    if plugin is not None:
+        params["deepspeed_zero_stage"] = plugin.zero_stage
+    return params
+
+
+def training_results(log_history: list[dict]) -> dict[str, Any]:
+    """Steps and first/last training loss from a trainer's ``state.log_history``."""
+    losses = [(entry["step"], entry["loss"]) for entry in log_history if "loss" in entry]
+    results: dict[str, Any] = {}
+    if losses:
+        results = {"steps": losses[-1][0], "first_loss": losses[0][1], "last_loss": losses[-1][1]}
+    summary = next((entry for entry in reversed(log_history) if "train_runtime" in entry), None)
+    if summary is not None:
+        results["train_runtime_s"] = round(summary["train_runtime"], 1)
+    return results
+
+
+def render_model_card(
+    *,
+    model_name: str,
+    base_model: str,
+    dataset_name: str,
+    method: str,
+    hyperparameters: Mapping[str, Any],
+    results: Mapping[str, Any] | None = None,
+    reproduces: str | None = None,
+    template_path: str | Path = MODEL_CARD_TEMPLATE,
+):
+    """The model card of a trained model: ``model_cards/model_card.md`` rendered with ``ModelCard.from_template``.
+
+    ``method`` is ``"SFT"`` or ``"DPO"``. The card names the base model and the training data with the selection
+    that made it, lists the hyperparameters and framework versions, quotes the paper's results for the
+    released model that ``reproduces`` names, and ends with the Deita citation.
+
+    >>> card = render_model_card(model_name="my-deita", base_model="mistralai/Mistral-7B-v0.1",
+    ...     dataset_name="hkust-nlp/deita-6k-v0", method="SFT", hyperparameters={"learning_rate": 2e-5},
+    ...     reproduces="hkust-nlp/deita-7b-v1.0-sft")
+    >>> card.data.base_model, "7.22" in card.text
+    ('mistralai/Mistral-7B-v0.1', True)
+    """
+    from huggingface_hub import ModelCard, ModelCardData
+
+    selection, selection_files = selection_description(dataset_name)
+    card_data = ModelCardData(
+        base_model=base_model if _is_hub_id(base_model) else None,
+        datasets=[dataset_name] if _is_hub_id(dataset_name) else None,
+        library_name="transformers",
+        tags=["deita", "trl", method.lower(), "generated_from_trainer"],
+        model_name=model_name,
+    )
+    return ModelCard.from_template(
+        card_data,
+        template_path=str(template_path),
+        model_name=model_name,
+        base_model=base_model,
+        base_model_is_hub=_is_hub_id(base_model),
+        dataset_name=dataset_name,
+        dataset_is_hub=_is_hub_id(dataset_name),
+        method=method,
+        selection=selection,
+        selection_files=selection_files,
+        hyperparameters=dict(hyperparameters),
+        results=dict(results or {}),
+        reproduces=reproduces,
+        paper_results=PAPER_RESULTS.get(reproduces) if reproduces else None,
+        framework_versions=framework_versions(),
+        citation=CITATION,
+    )
+
+
+def write_model_card(trainer, script_args, model_args, method: str, model_name: str | None = None) -> Any:
+    """Render the card of a finished run and save it as ``README.md`` in the output folder."""
+    args = trainer.args
+    params = hyperparameters(args, trainer.accelerator.num_processes)
+    if script_args.dataset_sample_size is not None:
+        params["dataset_sample_size"] = script_args.dataset_sample_size
+        params["dataset_sample_seed"] = script_args.dataset_sample_seed
+    card = render_model_card(
+        model_name=model_name or args.hub_model_id or Path(args.output_dir).name,
+        base_model=model_args.model_name_or_path,
+        dataset_name=script_args.dataset_name,
+        method=method,
+        hyperparameters=params,
+        results=training_results(trainer.state.log_history),
+        reproduces=script_args.reproduces,
+    )
+    card.save(os.path.join(args.output_dir, "README.md"))
+    return card
+
+
+def create_hub_repo(training_args) -> str:
+    """Create (or find) the Hub model repository ``hub_model_id`` (default: the output folder's name, in the
+    namespace of the logged-in user) and return its full id. The token comes from ``hub_token`` or the usual
+    Hugging Face login."""
+    from huggingface_hub import HfApi
+
+    name = training_args.hub_model_id or Path(training_args.output_dir).absolute().name
+    api = HfApi(token=training_args.hub_token)
+    return api.create_repo(name, private=training_args.hub_private_repo, exist_ok=True).repo_id
+
+
+def upload_output_dir(training_args, repo_id: str, commit_message: str = "End of training") -> None:
+    """Upload ``output_dir`` (model, tokenizer, card, trainer state; not the ``checkpoint-*`` folders) to
+    ``repo_id`` at ``hub_revision``."""
+    from huggingface_hub import HfApi
+
+    HfApi(token=training_args.hub_token).upload_folder(
+        repo_id=repo_id,
+        folder_path=training_args.output_dir,
+        commit_message=commit_message,
+        revision=training_args.hub_revision,
+        ignore_patterns=["_*", "checkpoint-*", "checkpoint-*/**"],
+    )
+
+
+def finish(trainer, script_args, model_args, method: str) -> None:
+    """Save the model (all processes: ZeRO-3 gathers the shards), then on the main process the trainer state
+    (``trainer_state.json`` with the log history), the model card, and the push if ``push_to_hub`` is set;
+    then end the distributed run."""
+    args = trainer.args
+    trainer.save_model(args.output_dir)
+    if trainer.accelerator.is_main_process:
+        trainer.save_state()
+        # Training turns the KV cache off; the saved model should generate with it.
+        trainer.model.config.use_cache = True
+        trainer.model.config.save_pretrained(args.output_dir)
+        repo_id = create_hub_repo(args) if args.push_to_hub else None
+        write_model_card(trainer, script_args, model_args, method, model_name=repo_id)
+        if repo_id is not None:
+            upload_output_dir(args, repo_id)
+            logger.info("pushed %s to https://huggingface.co/%s", args.output_dir, repo_id)
+    trainer.accelerator.wait_for_everyone()
+    trainer.end()

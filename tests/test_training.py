@@ -1,0 +1,286 @@
+"""Helpers of the training scripts: data loading and conversion, the DPO data step, checkpoints, card, push."""
+
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+
+import pytest
+from datasets import Dataset, DatasetDict
+
+from deita_hf.constants import CITATION, DEITA_6K_DATASET_ID
+from deita_hf.formats import RowError
+from deita_hf.training import (
+    hyperparameters,
+    last_checkpoint,
+    load_training_data,
+    preference_pair,
+    render_model_card,
+    sample_rows,
+    to_messages_dataset,
+    to_preference_dataset,
+    training_results,
+    upload_output_dir,
+)
+
+SHAREGPT = {
+    "id": "x",
+    "conversations": [{"from": "human", "value": "Hi"}, {"from": "gpt", "value": "Hello"}],
+    "deita_score": 12.5,
+    "embedding": [0.1, 0.2],
+}
+
+
+# -- loading ------------------------------------------------------------------------------------------------------
+def test_jsonl_file_loads_all_rows(shared_data):
+    dataset = load_training_data(str(shared_data / "alpaca_eval_pool.jsonl"))
+    assert len(dataset) == 3220
+    assert set(dataset.column_names) == {"id", "source", "generator", "messages"}
+
+
+def test_save_to_disk_folder_loads_the_requested_split(tmp_path):
+    DatasetDict({"train": Dataset.from_list([SHAREGPT]), "test": Dataset.from_list([SHAREGPT] * 2)}).save_to_disk(
+        tmp_path / "data"
+    )
+    assert len(load_training_data(str(tmp_path / "data"), split="test")) == 2
+    with pytest.raises(Exception, match="no split .valid."):
+        load_training_data(str(tmp_path / "data"), split="valid")
+
+
+def test_selection_output_folder_loads_the_selected_rows_not_the_pool(tmp_path):
+    Dataset.from_list([{**SHAREGPT, "id": f"pool-{i}"} for i in range(5)]).save_to_disk(tmp_path / "pool")
+    Dataset.from_list([{**SHAREGPT, "id": "chosen"}]).save_to_disk(tmp_path / "selected")
+    (tmp_path / "summary.json").write_text(json.dumps({"outputs": {"dataset": "selected", "pool": "pool"}}))
+    assert load_training_data(str(tmp_path))["id"][:] == ["chosen"]
+
+
+def test_selection_summary_without_a_dataset_folder_is_an_error(tmp_path):
+    (tmp_path / "summary.json").write_text(json.dumps({"outputs": {"dataset": "selected"}}))
+    with pytest.raises(ValueError, match="names no dataset folder"):
+        load_training_data(str(tmp_path))
+
+
+def test_missing_local_file_is_named_in_the_error(tmp_path):
+    with pytest.raises(Exception, match="no such file or folder"):
+        load_training_data(str(tmp_path / "missing.jsonl"))
+
+
+def test_no_dataset_name_is_an_actionable_error():
+    with pytest.raises(ValueError, match="set dataset_name"):
+        load_training_data(None)
+
+
+# -- SFT rows -----------------------------------------------------------------------------------------------------
+def test_sharegpt_rows_become_messages_and_other_columns_are_dropped():
+    dataset = to_messages_dataset(Dataset.from_list([SHAREGPT]))
+    assert dataset.column_names == ["messages"]
+    assert dataset[0]["messages"] == [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]
+
+
+def test_alpaca_rows_join_instruction_and_input():
+    rows = Dataset.from_list([{"instruction": "Translate", "input": "chat", "output": "cat"}])
+    assert to_messages_dataset(rows)[0]["messages"] == [
+        {"role": "user", "content": "Translate\nchat"},
+        {"role": "assistant", "content": "cat"},
+    ]
+
+
+def test_row_without_an_answer_is_an_error_naming_the_row():
+    rows = Dataset.from_list([SHAREGPT, {**SHAREGPT, "conversations": [{"from": "human", "value": "Hi"}]}])
+    with pytest.raises(RowError, match="row 1: .*nothing to train on"):
+        to_messages_dataset(rows)
+
+
+def test_system_message_after_the_first_is_an_error_naming_the_row():
+    late_system = SHAREGPT["conversations"] + [{"from": "system", "value": "late"}]
+    with pytest.raises(RowError, match="row 0: a system message is only allowed as the first message"):
+        to_messages_dataset(Dataset.from_list([{"conversations": late_system}]))
+
+
+# -- DPO rows -----------------------------------------------------------------------------------------------------
+def test_explicit_conversational_pairs_pass_through(shared_data):
+    rows = load_training_data(str(shared_data / "alpaca_eval_prefs.jsonl")).select(range(3))
+    pairs = to_preference_dataset(rows)
+    assert pairs.column_names == ["prompt", "chosen", "rejected"]
+    for row, pair in zip(rows, pairs):
+        assert (pair["prompt"], pair["chosen"], pair["rejected"]) == (row["prompt"], row["chosen"], row["rejected"])
+
+
+def test_ultrafeedback_layout_splits_the_shared_prompt_off():
+    # HuggingFaceH4/ultrafeedback_binarized: a string prompt, and whole conversations in chosen/rejected.
+    user = {"role": "user", "content": "2+2?"}
+    row = {
+        "prompt": "2+2?",
+        "prompt_id": "abc",
+        "chosen": [user, {"role": "assistant", "content": "4"}],
+        "rejected": [user, {"role": "assistant", "content": "5"}],
+        "score_chosen": 9.0,
+        "score_rejected": 2.0,
+    }
+    assert preference_pair(row) == {
+        "prompt": [user],
+        "chosen": [{"role": "assistant", "content": "4"}],
+        "rejected": [{"role": "assistant", "content": "5"}],
+    }
+
+
+def test_string_pairs_become_conversational():
+    assert preference_pair({"prompt": "2+2?", "chosen": "4", "rejected": "5"}) == {
+        "prompt": [{"role": "user", "content": "2+2?"}],
+        "chosen": [{"role": "assistant", "content": "4"}],
+        "rejected": [{"role": "assistant", "content": "5"}],
+    }
+
+
+def test_pairs_with_different_prompts_are_an_error_naming_the_row():
+    row = {
+        "chosen": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "x"}],
+        "rejected": [{"role": "user", "content": "b"}, {"role": "assistant", "content": "y"}],
+    }
+    with pytest.raises(RowError, match="row 7: 'chosen' and 'rejected' must share"):
+        preference_pair(row, 7)
+
+
+def test_dpo_data_step_sample_is_seeded_and_nested(shared_data):
+    prefs = load_training_data(str(shared_data / "alpaca_eval_prefs.jsonl"))
+    ten = sample_rows(prefs, 10, seed=42)["id"][:]
+    assert ten[:4] == sample_rows(prefs, 4, seed=42)["id"][:]
+    assert ten == prefs.shuffle(seed=42)["id"][:10]
+    assert ten != sample_rows(prefs, 10, seed=43)["id"][:]
+    assert sample_rows(prefs, None) is prefs
+
+
+def test_sample_larger_than_the_data_is_an_error():
+    with pytest.raises(ValueError, match="between 1 and the number of rows \\(2\\)"):
+        sample_rows(Dataset.from_dict({"x": [1, 2]}), 3)
+
+
+# -- checkpoints --------------------------------------------------------------------------------------------------
+def test_rerun_resumes_from_the_highest_checkpoint(tmp_path):
+    for step in (2, 10, 4):
+        (tmp_path / f"checkpoint-{step}").mkdir()
+    args = SimpleNamespace(output_dir=str(tmp_path), resume_from_checkpoint=None)
+    assert last_checkpoint(args) == str(tmp_path / "checkpoint-10")
+
+
+def test_explicit_resume_from_checkpoint_wins(tmp_path):
+    (tmp_path / "checkpoint-10").mkdir()
+    args = SimpleNamespace(output_dir=str(tmp_path), resume_from_checkpoint="elsewhere/checkpoint-3")
+    assert last_checkpoint(args) == "elsewhere/checkpoint-3"
+
+
+def test_fresh_output_dir_starts_from_scratch(tmp_path):
+    assert last_checkpoint(SimpleNamespace(output_dir=str(tmp_path / "new"), resume_from_checkpoint=None)) is None
+
+
+# -- card and push ------------------------------------------------------------------------------------------------
+def test_hyperparameters_spell_out_the_global_batch(tmp_path):
+    from deita_hf.sft import SFTConfig
+
+    args = SFTConfig(
+        output_dir=str(tmp_path),
+        per_device_train_batch_size=4,
+        gradient_accumulation_steps=16,
+        bf16=False,
+        activation_checkpointing=False,
+        use_cpu=True,
+        lr_scheduler_type="cosine",
+    )
+    params = hyperparameters(args, world_size=8)
+    assert params["global_batch_size"] == 512
+    assert (params["lr_scheduler_type"], params["assistant_only_loss"], params["precision"]) == (
+        "cosine",
+        True,
+        "fp32",
+    )
+
+
+def test_training_results_read_the_log_history():
+    history = [{"step": 1, "loss": 2.0}, {"step": 2, "loss": 1.5}, {"step": 2, "train_runtime": 3.14159}]
+    assert training_results(history) == {"steps": 2, "first_loss": 2.0, "last_loss": 1.5, "train_runtime_s": 3.1}
+
+
+def test_card_of_a_released_recipe_names_base_data_selection_results_and_citation():
+    from huggingface_hub import ModelCard
+
+    card = render_model_card(
+        model_name="me/deita-mistral-7b-sft",
+        base_model="mistralai/Mistral-7B-v0.1",
+        dataset_name=DEITA_6K_DATASET_ID,
+        method="SFT",
+        hyperparameters={"learning_rate": 2e-5, "global_batch_size": 512},
+        results={"steps": 72, "first_loss": 1.25, "last_loss": 0.5},
+        reproduces="hkust-nlp/deita-7b-v1.0-sft",
+    )
+    reloaded = ModelCard(str(card))
+    assert reloaded.data.base_model == "mistralai/Mistral-7B-v0.1"
+    assert reloaded.data.datasets == [DEITA_6K_DATASET_ID]
+    assert "deita" in reloaded.data.tags and "sft" in reloaded.data.tags
+    text = reloaded.text
+    assert "AndrewZeng/deita_sota_pool" in text and "threshold 0.9" in text
+    assert "| global_batch_size | 512 |" in text
+    assert "| 7.22 | 80.78 |" in text
+    assert "from 1.2500 at the first logged step to 0.5000 at the last" in text
+    assert CITATION in text
+    assert "- transformers: " in text and "- trl: " in text
+
+
+def test_card_of_a_local_selection_quotes_its_recipe_and_summary(tmp_path):
+    (tmp_path / "recipe.yaml").write_text("budget: 6000\nthreshold: 0.9\n")
+    (tmp_path / "summary.json").write_text(json.dumps({"counts": {"selected": 6000}}))
+    card = render_model_card(
+        model_name="m", base_model=str(tmp_path / "base"), dataset_name=str(tmp_path), method="DPO", hyperparameters={}
+    )
+    assert "```yaml\nbudget: 6000\nthreshold: 0.9\n```" in card.text
+    assert '"selected": 6000' in card.text
+    assert card.data.base_model is None and card.data.datasets is None  # local paths are not Hub ids
+    assert "Results reported in the paper" not in card.text
+
+
+def test_upload_sends_the_output_dir_without_checkpoints(monkeypatch, tmp_path):
+    from huggingface_hub import HfApi
+
+    calls = {}
+    monkeypatch.setattr(HfApi, "upload_folder", lambda self, **kwargs: calls.update(kwargs))
+    args = SimpleNamespace(output_dir=str(tmp_path), hub_token=None, hub_revision=None)
+    upload_output_dir(args, "me/deita-mistral-7b-sft")
+    assert calls["repo_id"] == "me/deita-mistral-7b-sft"
+    assert calls["folder_path"] == str(tmp_path)
+    assert "checkpoint-*" in calls["ignore_patterns"]
+
+
+def test_hub_repo_defaults_to_the_output_folder_name(monkeypatch, tmp_path):
+    from huggingface_hub import HfApi
+
+    from deita_hf.training import create_hub_repo
+
+    created = {}
+
+    def create_repo(self, repo_id, private=None, exist_ok=False):
+        created.update(repo_id=repo_id, private=private, exist_ok=exist_ok)
+        return SimpleNamespace(repo_id=f"me/{repo_id}")
+
+    monkeypatch.setattr(HfApi, "create_repo", create_repo)
+    args = SimpleNamespace(
+        output_dir=str(tmp_path / "deita-run"), hub_model_id=None, hub_token=None, hub_private_repo=True
+    )
+    assert create_hub_repo(args) == "me/deita-run"
+    assert created == {"repo_id": "deita-run", "private": True, "exist_ok": True}
+
+
+def test_sft_main_without_data_says_what_to_set(tmp_path):
+    from deita_hf import sft
+
+    with pytest.raises(ValueError, match="set dataset_name"):
+        sft.main(
+            [
+                "--model_name_or_path",
+                "unused",
+                "--output_dir",
+                str(tmp_path),
+                "--use_cpu",
+                "true",
+                "--activation_checkpointing",
+                "false",
+            ]
+        )
