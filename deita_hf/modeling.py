@@ -9,11 +9,16 @@ weights, unless a loaded model object was passed in.
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any
 
 import torch
 
 logger = logging.getLogger(__name__)
+
+# The process that imported deita_hf. A different pid at load time means a forked worker (Dataset.map with
+# num_proc): the parent's OpenMP thread pool does not survive fork, and the first parallel op would hang.
+_IMPORT_PID = os.getpid()
 
 
 def resolve_device(device: str | torch.device | None = None, rank: int | None = None) -> torch.device:
@@ -104,6 +109,8 @@ class LazyModel:
         if self._model is not None and self._device == device:
             return
         dtype = resolve_dtype(self.dtype, device)
+        if device.type == "cpu" and os.getpid() != _IMPORT_PID:
+            torch.set_num_threads(1)
         if self._given_model is not None:
             model = self._given_model
         else:

@@ -1,0 +1,131 @@
+"""Scoring throughput: deita-hf's batched scorer against the reference behaviour, on one machine in one run.
+
+The reference (hkust-nlp/deita ``llama_scorer.py``) scores one prompt at a time with
+``generate(max_new_tokens=2)`` in fp32 and reads the first step's digit logits. deita-hf runs one forward
+pass per length-sorted batch, reads six logits at each row's last real token, and reuses the template's
+opening tokens. Both are run on 512 real instructions from ``../shared/data/alpaca_eval_pool.jsonl`` with
+the real Mistral-7B-v0.1 tokenizer, for two LLaMA models built from configs with random weights.
+
+Achieved GFLOP/s counts 2 x (parameters that every token passes through: the transformer layers, not the
+embedding table nor the LM head) x (tokens actually run through the model per second), beside the
+machine's measured fp32 matrix-multiply rate.
+
+    python benchmarks/bench_scoring.py [--rows 512] [--reference-rows 128] [--sizes tiny,150m] [--kind complexity,quality]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from deita_hf import ComplexityScorer, QualityScorer
+from deita_hf.reference import reference_score
+from deita_hf.tiny import tiny_causal_lm
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "alpaca_eval_pool.jsonl"
+SIZES = {
+    "tiny": dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, intermediate_size=128),
+    "150m": dict(hidden_size=1024, num_hidden_layers=8, num_attention_heads=16, num_key_value_heads=16, intermediate_size=2816),
+}
+
+
+def mistral_tokenizer():
+    import mistral_common
+    from transformers import LlamaTokenizer
+
+    folder = Path(tempfile.mkdtemp())
+    shutil.copyfile(Path(mistral_common.__file__).parent / "data" / "tokenizer.model.v1", folder / "tokenizer.model")
+    tokenizer = LlamaTokenizer.from_pretrained(folder, legacy=True, add_bos_token=True)
+    tokenizer.pad_token = tokenizer.unk_token
+    return tokenizer
+
+
+def matmul_gflops(n: int = 2048, repeats: int = 10) -> float:
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    torch.mm(a, b)
+    start = time.perf_counter()
+    for _ in range(repeats):
+        torch.mm(a, b)
+    return 2 * n**3 * repeats / (time.perf_counter() - start) / 1e9
+
+
+def layer_parameters(model) -> int:
+    return sum(p.numel() for name, p in model.named_parameters() if ".layers." in name)
+
+
+def load_turns(rows: int) -> list[tuple[str, str]]:
+    seen, turns = set(), []
+    for line in DATA.open():
+        messages = json.loads(line)["messages"]
+        if messages[0]["content"] not in seen:
+            seen.add(messages[0]["content"])
+            turns.append((messages[0]["content"], messages[1]["content"]))
+        if len(turns) == rows:
+            break
+    return turns
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rows", type=int, default=512)
+    parser.add_argument("--reference-rows", type=int, default=None, help="rows timed for the reference (default: all)")
+    parser.add_argument("--sizes", default="tiny,150m")
+    parser.add_argument("--kind", default="complexity,quality")
+    parser.add_argument("--batch-size", type=int, default=16)
+    args = parser.parse_args()
+    if not DATA.exists():
+        sys.exit(f"{DATA} not found: the benchmark reads the real data in ../shared/data")
+    torch.set_grad_enabled(False)
+    tokenizer = mistral_tokenizer()
+    turns = load_turns(args.rows)
+    peak = matmul_gflops()
+    print(f"machine: {torch.get_num_threads()} threads, fp32 matmul {peak:.1f} GFLOP/s (2048^3)")
+    print(f"data: {len(turns)} instructions from {DATA.name}; batch size {args.batch_size}")
+    header = f"{'model':>6} {'prompt':>10} {'params':>8} {'ref/s':>8} {'deita/s':>8} {'ratio':>6} {'no-prefix/s':>11} {'prefix gain':>11} {'GFLOP/s':>8} {'of peak':>7} {'max|diff|':>9}"
+    print(header)
+    for size in args.sizes.split(","):
+        model = tiny_causal_lm(tokenizer, seed=0, **SIZES[size])
+        n_layer_params = layer_parameters(model)
+        for kind in args.kind.split(","):
+            scorer_class = {"complexity": ComplexityScorer, "quality": QualityScorer}[kind]
+            scorer = scorer_class(model, tokenizer, batch_size=args.batch_size, progress=False)
+            plain = scorer_class(model, tokenizer, batch_size=args.batch_size, progress=False, reuse_prefix=False)
+            batch = {"prompt": [u for u, _ in turns], "response": [a for _, a in turns]}
+            scorer({"prompt": batch["prompt"][:4], "response": batch["response"][:4]})  # warm-up
+            plain({"prompt": batch["prompt"][:4], "response": batch["response"][:4]})
+
+            start = time.perf_counter()
+            scores = [s[0] for s in scorer(batch)[scorer.column]]
+            fast = time.perf_counter() - start
+            start = time.perf_counter()
+            plain(batch)
+            no_prefix = time.perf_counter() - start
+
+            reference_rows = args.reference_rows or len(turns)
+            prompts = [scorer.render(u, a) for u, a in turns[:reference_rows]]
+            start = time.perf_counter()
+            expected = [reference_score(model, tokenizer, p) for p in prompts]
+            reference = time.perf_counter() - start
+
+            tokens = sum(len(scorer.encode(u, a)[0]) for u, a in turns)
+            computed = tokens - len(turns) * len(scorer._prefix_ids)
+            gflops = 2 * n_layer_params * computed / fast / 1e9
+            diff = max(abs(a - b) for a, b in zip(scores, expected))
+            ref_rate, fast_rate = reference_rows / reference, len(turns) / fast
+            print(
+                f"{size:>6} {kind:>10} {n_layer_params / 1e6:>7.1f}M {ref_rate:>8.1f} {fast_rate:>8.1f} "
+                f"{fast_rate / ref_rate:>5.1f}x {len(turns) / no_prefix:>11.1f} {no_prefix / fast:>10.2f}x "
+                f"{gflops:>8.1f} {gflops / peak:>6.0%} {diff:>9.1e}"
+            )
+            sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()

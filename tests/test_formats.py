@@ -1,0 +1,120 @@
+"""Rows in the four formats become messages and turns paired by role (SPEC section 4)."""
+
+import pytest
+
+from deita_hf.formats import RowError, detect_format, is_batched, pair_turns, row_messages, row_turns
+
+MESSAGES_ROW = {
+    "messages": [
+        {"role": "user", "content": "What is 2+2?"},
+        {"role": "assistant", "content": "4"},
+    ]
+}
+SHAREGPT_ROW = {"conversations": [{"from": "human", "value": "What is 2+2?"}, {"from": "gpt", "value": "4"}]}
+ALPACA_ROW = {"instruction": "What is 2+2?", "input": "", "output": "4"}
+PROMPT_RESPONSE_ROW = {"prompt": "What is 2+2?", "response": "4"}
+
+
+@pytest.mark.parametrize(
+    "row, expected",
+    [
+        (MESSAGES_ROW, "messages"),
+        (SHAREGPT_ROW, "sharegpt"),
+        (ALPACA_ROW, "alpaca"),
+        (PROMPT_RESPONSE_ROW, "prompt_response"),
+        ({"prompt": "p", "completion": "c"}, "prompt_response"),
+    ],
+)
+def test_format_is_detected_from_columns(row, expected):
+    assert detect_format(list(row)) == expected
+
+
+def test_unknown_columns_name_the_columns_and_the_formats():
+    with pytest.raises(ValueError, match=r"cannot tell the row format.*\['text'\]"):
+        detect_format(["text"])
+
+
+@pytest.mark.parametrize("row", [MESSAGES_ROW, SHAREGPT_ROW, ALPACA_ROW, PROMPT_RESPONSE_ROW])
+def test_the_four_formats_give_the_same_turns(row):
+    assert row_turns(row) == [("What is 2+2?", "4")]
+
+
+def test_alpaca_input_is_joined_with_a_newline():
+    row = {"instruction": "Translate.", "input": "Bonjour", "output": "Hello"}
+    assert row_turns(row) == [("Translate.\nBonjour", "Hello")]
+
+
+def test_alpaca_without_input_column():
+    assert row_turns({"instruction": "Hi", "output": "Hello"}) == [("Hi", "Hello")]
+
+
+def test_sharegpt_roles_user_assistant_and_system_are_accepted():
+    row = {
+        "conversations": [
+            {"from": "system", "value": "S"},
+            {"from": "user", "value": "q"},
+            {"from": "assistant", "value": "a"},
+        ]
+    }
+    assert row_messages(row) == [
+        {"role": "system", "content": "S"},
+        {"role": "user", "content": "q"},
+        {"role": "assistant", "content": "a"},
+    ]
+
+
+def test_pairing_skips_system_and_leading_assistant_and_fills_missing_answers():
+    messages = [
+        {"role": "assistant", "content": "greeting"},
+        {"role": "system", "content": "S"},
+        {"role": "user", "content": "q1"},
+        {"role": "assistant", "content": "a1"},
+        {"role": "user", "content": "q2"},
+        {"role": "user", "content": "q3"},
+        {"role": "assistant", "content": "a3"},
+        {"role": "assistant", "content": "orphan"},
+        {"role": "user", "content": "q4"},
+    ]
+    assert pair_turns(messages) == [("q1", "a1"), ("q2", ""), ("q3", "a3"), ("q4", "")]
+
+
+def test_empty_response_is_kept_as_empty_string():
+    assert row_turns({"prompt": "q", "response": ""}) == [("q", "")]
+
+
+@pytest.mark.parametrize(
+    "row, problem",
+    [
+        ({"messages": [{"role": "assistant", "content": "a"}]}, "no user turn"),
+        ({"messages": []}, "no user turn"),
+        ({"messages": "hello"}, "must be a list of messages, got str"),
+        ({"messages": [{"role": "user", "content": 3}]}, r"messages\[0\].content must be a string, got int"),
+        ({"messages": [{"role": "robot", "content": "x"}]}, "unknown role 'robot'"),
+        ({"messages": [{"content": "x"}]}, r"messages\[0\] must be a dict with 'role' and 'content'"),
+        ({"conversations": [{"from": "alien", "value": "x"}]}, "unknown 'from' 'alien'"),
+        ({"conversations": [{"from": "human", "value": None}]}, "must be a string, got NoneType"),
+        ({"instruction": "q", "output": None}, "output must be a string, got NoneType"),
+        ({"instruction": 1, "output": "a"}, "instruction must be a string, got int"),
+        ({"prompt": ["q"], "response": "a"}, "prompt must be a string, got list"),
+    ],
+)
+def test_bad_rows_raise_an_error_naming_the_row_and_the_problem(row, problem):
+    with pytest.raises(RowError, match=rf"^row 7: .*{problem}"):
+        row_turns(row, row=7)
+
+
+def test_missing_column_of_an_explicit_format_is_named():
+    with pytest.raises(RowError, match="row 2: missing column 'output'"):
+        row_turns({"instruction": "q"}, format="alpaca", row=2)
+
+
+def test_unknown_explicit_format_is_refused():
+    with pytest.raises(ValueError, match="unknown row format 'chatml'"):
+        row_turns(MESSAGES_ROW, format="chatml")
+
+
+def test_batched_and_single_rows_are_told_apart():
+    assert not is_batched(MESSAGES_ROW, None)
+    assert is_batched({"messages": [MESSAGES_ROW["messages"]]}, None)
+    assert not is_batched(ALPACA_ROW, None)
+    assert is_batched({"instruction": ["q"], "output": ["a"]}, None)
