@@ -111,27 +111,40 @@ class TurnScorer(LazyModel):
 
         With a tokenizer object passed in and ``max_length`` set, this needs no model (scorer training data).
         """
+        ids, shortened = self.encode_turns([(instruction, output)])
+        return ids[0], bool(shortened)
+
+    def encode_turns(self, turns: Sequence[Turn]) -> tuple[list[list[int]], int]:
+        """Token ids of the prompts of many turns (one batched tokenizer call), and how many were shortened."""
         tokenizer = self._given_tokenizer if self._given_tokenizer is not None else self.tokenizer
-        ids = tokenizer(self.render(instruction, output)).input_ids
+        encoded = tokenizer([self.render(instruction, output) for instruction, output in turns]).input_ids
         limit = self.effective_max_length
-        if len(ids) <= limit:
-            return ids, False
+        shortened = 0
+        for i, ids in enumerate(encoded):
+            if len(ids) > limit:
+                encoded[i] = self._shorten(tokenizer, *turns[i], len(ids), limit)
+                shortened += 1
+        return encoded, shortened
+
+    def _shorten(self, tokenizer: Any, instruction: str, output: str, length: int, limit: int) -> list[int]:
+        """Cut text out of the middle of the response, then of the instruction, until the prompt fits."""
         texts = {"instruction": instruction, "output": output}
+        ids: list[int] = []
         for name, _ in self._shortenable(instruction, output):
-            while len(ids) > limit and texts[name]:
+            while length > limit and texts[name]:
                 text = texts[name]
                 field_tokens = max(1, len(tokenizer(text, add_special_tokens=False).input_ids))
-                chars_per_token = len(text) / field_tokens
-                cut = min(len(text), math.ceil((len(ids) - limit) * chars_per_token) + 1)
+                cut = min(len(text), math.ceil((length - limit) * len(text) / field_tokens) + 1)
                 keep = len(text) - cut
-                # Cut out of the middle: keep the start and the end of the text.
+                # Keep the start and the end of the text; the template's tail stays the last tokens.
                 texts[name] = text[: (keep + 1) // 2] + text[len(text) - keep // 2 :] if keep else ""
                 ids = tokenizer(self.render(texts["instruction"], texts["output"])).input_ids
-        if len(ids) > limit:
+                length = len(ids)
+        if length > limit:
             raise ValueError(
-                f"max_length={limit} is shorter than the {self.column} prompt template itself ({len(ids)} tokens)"
+                f"max_length={limit} is shorter than the {self.column} prompt template itself ({length} tokens)"
             )
-        return ids, True
+        return ids
 
     @property
     def effective_max_length(self) -> int:
@@ -222,12 +235,11 @@ class TurnScorer(LazyModel):
 
     def score_turns(self, turns: Sequence[Turn]) -> list[float]:
         """Scores of ``(instruction, response)`` turns, in order."""
-        encoded = [self.encode(instruction, output) for instruction, output in turns]
-        shortened = sum(was_cut for _, was_cut in encoded)
+        encoded, shortened = self.encode_turns(turns)
         if shortened:
             self.count("shortened_prompts", shortened)
             logger.warning("%s: shortened %d prompt(s) longer than %d tokens", self.column, shortened, self.effective_max_length)
-        scores = self.score_ids([ids for ids, _ in encoded])
+        scores = self.score_ids(encoded)
         bad = [i for i, s in enumerate(scores) if not math.isfinite(s)]
         if bad:
             raise FloatingPointError(f"{self.column}: the model gave a non-finite score for prompt(s) {bad}")
