@@ -31,8 +31,12 @@ from deita_hf.tiny import tiny_causal_lm
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "alpaca_eval_pool.jsonl"
 SIZES = {
-    "tiny": dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, intermediate_size=128),
-    "150m": dict(hidden_size=1024, num_hidden_layers=8, num_attention_heads=16, num_key_value_heads=16, intermediate_size=2816),
+    "tiny": dict(
+        hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, intermediate_size=128
+    ),
+    "150m": dict(
+        hidden_size=1024, num_hidden_layers=8, num_attention_heads=16, num_key_value_heads=16, intermediate_size=2816
+    ),
 }
 
 

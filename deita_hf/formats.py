@@ -108,8 +108,9 @@ def _from_sharegpt(row_data: Mapping[str, Any], row: int | None) -> list[Message
         role = _SHAREGPT_ROLES.get(str(message["from"]).lower())
         if role is None:
             raise RowError(
-                row, f"conversations[{j}] has unknown 'from' {message['from']!r}; expected one of "
-                f"{sorted(_SHAREGPT_ROLES)}"
+                row,
+                f"conversations[{j}] has unknown 'from' {message['from']!r}; expected one of "
+                f"{sorted(_SHAREGPT_ROLES)}",
             )
         messages.append({"role": role, "content": _text(message["value"], row, f"conversations[{j}].value")})
     return messages

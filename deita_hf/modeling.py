@@ -155,7 +155,10 @@ class LazyModel:
         """A readable name of the model, for logs, reports and cards."""
         if self.model_name_or_path is not None:
             return self.model_name_or_path
-        return getattr(getattr(self._given_model, "config", None), "_name_or_path", "") or type(self._given_model).__name__
+        return (
+            getattr(getattr(self._given_model, "config", None), "_name_or_path", "")
+            or type(self._given_model).__name__
+        )
 
     def count(self, key: str, n: int = 1) -> None:
         self.stats[key] = self.stats.get(key, 0) + n

@@ -33,7 +33,7 @@ from .constants import (
     SCORE_COLUMN,
     SCORE_DIGITS,
 )
-from .formats import RowError, Turn, batch_size_of, detect_format, is_batched, iter_batch_rows, row_turns
+from .formats import RowError, Turn, detect_format, is_batched, iter_batch_rows, row_turns
 from .modeling import LazyModel, split_map_args
 
 logger = logging.getLogger(__name__)
@@ -46,7 +46,11 @@ def digit_token_ids(tokenizer: Any) -> list[int]:
     ids = []
     for digit in SCORE_DIGITS:
         token_id = tokenizer.convert_tokens_to_ids(digit)
-        if token_id is None or token_id == tokenizer.unk_token_id or tokenizer.convert_ids_to_tokens(token_id) != digit:
+        if (
+            token_id is None
+            or token_id == tokenizer.unk_token_id
+            or tokenizer.convert_ids_to_tokens(token_id) != digit
+        ):
             raise ValueError(
                 f"the tokenizer {getattr(tokenizer, 'name_or_path', '') or type(tokenizer).__name__!r} has no "
                 f"single token for the digit {digit!r}; a Deita scorer must read its score from the tokens "
@@ -166,9 +170,7 @@ class TurnScorer(LazyModel):
             if len(prefix) >= 4:
                 self._prefix_ids = prefix
                 with torch.inference_mode():
-                    out = self._model.base_model(
-                        input_ids=torch.tensor([prefix], device=self._device), use_cache=True
-                    )
+                    out = self._model.base_model(input_ids=torch.tensor([prefix], device=self._device), use_cache=True)
                 self._prefix_cache = out.cache
 
     def _digit_head(self) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -198,7 +200,9 @@ class TurnScorer(LazyModel):
             cache = copy.deepcopy(self._prefix_cache)
             cache.batch_repeat_interleave(len(suffixes))
             kwargs["cache"] = cache
-            kwargs["position_ids"] = torch.arange(prefix_len, prefix_len + width, device=device).expand(len(suffixes), -1)
+            kwargs["position_ids"] = torch.arange(prefix_len, prefix_len + width, device=device).expand(
+                len(suffixes), -1
+            )
             mask = torch.cat([torch.ones((len(suffixes), prefix_len), dtype=torch.long, device=device), mask], dim=1)
         hidden = self._model.base_model(input_ids=input_ids, attention_mask=mask, use_cache=bool(prefix_len), **kwargs)
         hidden = hidden.last_hidden_state
@@ -223,8 +227,16 @@ class TurnScorer(LazyModel):
         batches = []
         for prefix_len, members in groups.items():
             members.sort(key=lambda i: -len(id_lists[i]))
-            batches += [(prefix_len, members[k : k + self.batch_size]) for k in range(0, len(members), self.batch_size)]
-        bar = tqdm(total=len(id_lists), desc=self.column, unit="prompt", leave=False, disable=not self.progress or len(batches) < 2)
+            batches += [
+                (prefix_len, members[k : k + self.batch_size]) for k in range(0, len(members), self.batch_size)
+            ]
+        bar = tqdm(
+            total=len(id_lists),
+            desc=self.column,
+            unit="prompt",
+            leave=False,
+            disable=not self.progress or len(batches) < 2,
+        )
         for prefix_len, members in batches:
             values = self._forward([id_lists[i] for i in members], prefix_len)
             for i, value in zip(members, values.tolist()):
@@ -238,7 +250,9 @@ class TurnScorer(LazyModel):
         encoded, shortened = self.encode_turns(turns)
         if shortened:
             self.count("shortened_prompts", shortened)
-            logger.warning("%s: shortened %d prompt(s) longer than %d tokens", self.column, shortened, self.effective_max_length)
+            logger.warning(
+                "%s: shortened %d prompt(s) longer than %d tokens", self.column, shortened, self.effective_max_length
+            )
         scores = self.score_ids(encoded)
         bad = [i for i, s in enumerate(scores) if not math.isfinite(s)]
         if bad:
@@ -322,8 +336,11 @@ def _score_rows(
         except RowError as error:
             if on_error == "raise":
                 if indices is None and batched:
-                    raise RowError(position, f"{error.problem} (position in this batch; pass with_indices=True "
-                                   "to Dataset.map for dataset row indices)") from None
+                    raise RowError(
+                        position,
+                        f"{error.problem} (position in this batch; pass with_indices=True "
+                        "to Dataset.map for dataset row indices)",
+                    ) from None
                 raise
             logger.warning("%s; recording NaN", error)
             count("unreadable_rows")
@@ -368,8 +385,11 @@ class DeitaScorer:
     @property
     def stats(self) -> dict[str, int]:
         """Counts of this process: shortened prompts per scorer, unreadable rows."""
-        out = {f"{scorer.column}.{k}" if k != "unreadable_rows" else k: v
-               for scorer in (self.complexity, self.quality) for k, v in scorer.stats.items()}
+        out = {
+            f"{scorer.column}.{k}" if k != "unreadable_rows" else k: v
+            for scorer in (self.complexity, self.quality)
+            for k, v in scorer.stats.items()
+        }
         return out
 
     def __call__(self, batch: Mapping[str, Any], *map_args: Any) -> dict[str, Any]:

@@ -100,7 +100,9 @@ def test_a_tokenizer_without_single_digit_tokens_is_refused(tiny_llama):
 
 
 def test_expected_score_is_the_mean_of_1_to_6_under_the_softmax_of_the_six_logits():
-    logits = torch.tensor([[0.0, 0.0, 0.0, 0.0, 0.0, 0.0], [100.0, 0.0, 0.0, 0.0, 0.0, 0.0], [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]])
+    logits = torch.tensor(
+        [[0.0, 0.0, 0.0, 0.0, 0.0, 0.0], [100.0, 0.0, 0.0, 0.0, 0.0, 0.0], [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]]
+    )
     p = torch.softmax(torch.arange(1.0, 7.0), 0)
     expected = [3.5, 1.0, float((p * torch.arange(1.0, 7.0)).sum())]
     assert expected_score(logits).tolist() == pytest.approx(expected, abs=1e-6)
@@ -190,7 +192,9 @@ def test_deita_score_of_two_turns_is_c1_q1_plus_c2_q2(tiny_llama, byte_tokenizer
     from deita_hf.tiny import tiny_causal_lm
 
     quality_model = tiny_causal_lm(byte_tokenizer, seed=1)
-    deita = DeitaScorer(tiny_llama, quality_model, complexity_tokenizer=byte_tokenizer, quality_tokenizer=byte_tokenizer)
+    deita = DeitaScorer(
+        tiny_llama, quality_model, complexity_tokenizer=byte_tokenizer, quality_tokenizer=byte_tokenizer
+    )
     out = deita({"messages": [TWO_TURNS["messages"]]})
     c = make(ComplexityScorer, tiny_llama, byte_tokenizer)(TWO_TURNS)["complexity_scores"]
     q = make(QualityScorer, quality_model, byte_tokenizer)(TWO_TURNS)["quality_scores"]
