@@ -91,7 +91,7 @@ class ChatServer:
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
         self._server.block_on_close = False
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True)
 
     @property
     def url(self) -> str:
@@ -107,7 +107,9 @@ class ChatServer:
 
 
 _TAGGED = re.compile(r"<(request|response)>\n(.*?)\n</\1>", re.DOTALL)
-_SHOWN = re.compile(r"\[(Version|Response) (\d+)\]\n(.*?)(?=\n\n\[(?:Version|Response) \d+\]|\n\nAnswer with)", re.DOTALL)
+_SHOWN = re.compile(
+    r"\[(Version|Response) (\d+)\]\n(.*?)(?=\n\n\[(?:Version|Response) \d+\]|\n\nAnswer with)", re.DOTALL
+)
 
 
 def is_retry(messages) -> bool:
