@@ -33,7 +33,7 @@ import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from .constants import EVOL_ROUNDS
 from .evol import TASKS, Evolution, Seed, check_task, evolve, seeds_from_rows
@@ -89,7 +89,9 @@ class ScorerDataConfig:
         cache_dir (`str`, *optional*): folder of the reply cache; default ``scorer_data_dir``.
     """
 
-    task: str = _help("Which scorer the data trains: complexity or quality.", "complexity")
+    task: Literal["complexity", "quality"] = _help(
+        "Which scorer the data trains: complexity or quality.", "complexity"
+    )
     seed_dataset: str | None = _help(
         "Seed rows: Hub dataset id, local json/jsonl/csv/parquet file or save_to_disk folder."
     )
@@ -101,7 +103,9 @@ class ScorerDataConfig:
     test_fraction: float = _help("Share of seeds held out in the test split.", 0.05)
     seed: int = _help("Random seed of the sample, the operations, the shown order and the split.", 42)
     rounds: int = _help("Evolution rounds per seed (the paper's M).", EVOL_ROUNDS)
-    generator: str = _help("Generating model backend: openai (any compatible endpoint) or transformers.", "openai")
+    generator: Literal["openai", "transformers"] = _help(
+        "Generating model backend: openai (any compatible endpoint) or transformers.", "openai"
+    )
     generator_model: str | None = _help("Model name served by the endpoint, or a local/Hub chat model.")
     base_url: str | None = _help("API root of the endpoint; default $OPENAI_BASE_URL, else OpenAI's.")
     api_key: str | None = _help("API key; default $OPENAI_API_KEY (prefer the environment).")
@@ -309,7 +313,7 @@ def make_scorer_data(config: ScorerDataConfig) -> dict[str, Any]:
     return summary
 
 
-def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+def main(argv: Sequence[str] | None = None) -> None:
     """``deita-hf make-scorer-data --config recipe.yaml [--flag value ...]``."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     (config,) = parse_recipe_args(argv, [ScorerDataConfig], training_types(), prog="deita-hf make-scorer-data")
@@ -320,7 +324,6 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         f"({summary['rejected']['evol']} rejected while evolving, {summary['rejected']['rank']} while ranking); "
         f"{summary['generator']['requests']} requests, {summary['generator']['cache_hits']} from the cache."
     )
-    return summary
 
 
 __all__ = [

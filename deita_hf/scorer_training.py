@@ -195,8 +195,8 @@ def _load_split(name: str, split: str, config: str | None, required: bool) -> An
         return None
 
 
-def main(argv: Sequence[str] | None = None) -> Path:
-    """``deita-hf train-scorer --config recipe.yaml [--flag value ...]``; returns the output folder."""
+def main(argv: Sequence[str] | None = None) -> None:
+    """``deita-hf train-scorer --config recipe.yaml [--flag value ...]``."""
     from transformers import AutoConfig, AutoTokenizer
 
     from .scorer_data import ScorerDataConfig, parse_recipe_args
@@ -265,7 +265,6 @@ def main(argv: Sequence[str] | None = None) -> Path:
             f"{script_args.task} scorer on {metrics['rows']} held-out rows: accuracy {metrics['accuracy']:.3f}, "
             f"mean absolute error {metrics['mean_absolute_error']:.3f}, Spearman {metrics['spearman']:.3f}"
         )
-    return output_dir
 
 
 __all__ = [

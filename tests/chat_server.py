@@ -34,6 +34,12 @@ class Canned:
     headers: dict[str, str] | None = None
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True  # a handler still sleeping after the client gave up does not hold the shutdown
+    block_on_close = False
+    request_queue_size = 128  # many clients connect at once
+
+
 class ChatServer:
     def __init__(self, respond):
         self.respond = respond
@@ -88,9 +94,7 @@ class ChatServer:
                 except (BrokenPipeError, ConnectionResetError):
                     pass  # the client gave up (timeout)
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self._server.block_on_close = False
+        self._server = _Server(("127.0.0.1", 0), Handler)
         self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True)
 
     @property

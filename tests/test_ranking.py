@@ -12,8 +12,9 @@ from datasets import load_from_disk
 from deita_hf import generation
 from deita_hf.constants import SCORE_DIGITS
 from deita_hf.evol import Evolution
-from deita_hf.generation import MalformedReply, OpenAIChat
+from deita_hf.generation import MalformedReply, OpenAIChat, TransformersChat
 from deita_hf.ranking import Ranking, parse_ranking, rank, ranking_messages, scorer_rows, shown_order
+from deita_hf.scorer_data import ScorerDataConfig, make_generator
 from deita_hf.scorer_data import main as make_scorer_data_main
 from deita_hf.scoring import ComplexityScorer, QualityScorer
 
@@ -158,12 +159,18 @@ def write_recipe(tmp_path, server, **overrides):
     return path
 
 
+def read_summary(tmp_path):
+    return json.loads((tmp_path / "scorer-data" / "summary.json").read_text())
+
+
 def test_make_scorer_data_writes_scorer_training_data_and_a_rerun_sends_no_request(tmp_path):
     with ChatServer(fake_model) as server:
         recipe = write_recipe(tmp_path, server)
-        summary = make_scorer_data_main(["--config", str(recipe)])
+        make_scorer_data_main(["--config", str(recipe)])
+        summary = read_summary(tmp_path)
         first_run = len(server.requests)
-        again = make_scorer_data_main(["--config", str(recipe)])
+        make_scorer_data_main(["--config", str(recipe)])
+        again = read_summary(tmp_path)
         assert len(server.requests) == first_run == 10 * 5 + 10
     out = tmp_path / "scorer-data"
     data = load_from_disk(str(out / "dataset"))
@@ -189,13 +196,15 @@ def test_failed_requests_are_reported_then_asked_again_on_rerun(tmp_path, monkey
 
     with ChatServer(flaky) as server:
         recipe = write_recipe(tmp_path, server, test_fraction=0.0)
-        summary = make_scorer_data_main(["--config", str(recipe)])
+        make_scorer_data_main(["--config", str(recipe)])
+        summary = read_summary(tmp_path)
         (reject,) = [
             json.loads(line) for line in (tmp_path / "scorer-data" / "rejects.jsonl").read_text().splitlines()
         ]
         before = len(server.requests)
         down["on"] = False
-        rerun = make_scorer_data_main(["--config", str(recipe)])
+        make_scorer_data_main(["--config", str(recipe)])
+        rerun = read_summary(tmp_path)
     assert summary["rejected"]["evol"] == 1 and summary["rows"]["train"] == 54
     assert reject["seed_id"] == "3:0" and reject["stage"] == "evol" and "HTTP 503" in reject["problem"]
     # Only the failed seed is asked again: its 5 evolutions and its ranking.
@@ -208,3 +217,18 @@ def test_an_unknown_recipe_key_is_an_error(tmp_path):
         with pytest.raises(ValueError, match="unknown option.*ranking_temprature.*did you mean 'ranking_temperature'"):
             make_scorer_data_main(["--config", str(recipe)])
     assert server.requests == []
+
+
+def test_a_local_chat_model_can_be_the_generator(tmp_path):
+    config = ScorerDataConfig(
+        seed_dataset="seeds.jsonl",
+        generator="transformers",
+        generator_model="some/chat-model",
+        batch_size=4,
+        temperature=0.5,
+        scorer_data_dir=str(tmp_path),
+    )
+    generator = make_generator(config)
+    assert isinstance(generator, TransformersChat) and generator.lm._model is None  # loaded on first use
+    assert (generator.model_name, generator.batch_size, generator.temperature) == ("some/chat-model", 4, 0.5)
+    assert generator.cache.path == tmp_path / "generation_cache.sqlite"

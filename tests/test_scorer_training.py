@@ -179,7 +179,8 @@ def test_a_tiny_scorer_trained_by_the_recipe_predicts_held_out_scores(byte_token
     }
     flags = [item for key, value in overrides.items() for item in (f"--{key}", str(value))]
     recipe = REPO / "recipes" / "scorers" / "mistral-7b-complexity.yaml"
-    output_dir = main(["--config", str(recipe), *flags])
+    main(["--config", str(recipe), *flags])
+    output_dir = tmp_path / "scorer"
 
     # The saved folder loads like a released scorer, through the same ComplexityScorer code path.
     scorer = ComplexityScorer(str(output_dir), progress=False)
