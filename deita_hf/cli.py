@@ -13,7 +13,6 @@ lists them with their defaults.
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import logging
 import os
@@ -73,21 +72,12 @@ def _setup_logging() -> None:
 
 
 def _report(argv: list[str]) -> int:
+    from .config import make_parser
     from .hub import push_selection
     from .report import remake_report
 
-    parser = argparse.ArgumentParser(
-        prog="deita-hf report",
-        description=DESCRIPTIONS["report"],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
+    parser = make_parser([HubArguments], prog="deita-hf report", description=DESCRIPTIONS["report"], recipe=False)
     parser.add_argument("output_dir", help="The output folder of a finished `deita-hf select` or `deita-hf run`.")
-    from .config import make_parser
-
-    hub_parser = make_parser([HubArguments])
-    for action in hub_parser._actions:
-        if action.dest in {"push_to_hub", "hub_private", "hub_license"}:
-            parser._add_action(action)
     args = parser.parse_args(argv)
     path = remake_report(args.output_dir)
     print(f"report: {path}")
@@ -127,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
             rest, COMMAND_ARGUMENTS[command], prog=f"deita-hf {command}", description=DESCRIPTIONS[command]
         )
         run_command(command, *groups, command_line=shlex.join(["deita-hf", *argv]))
-    except (PipelineError, RowError, FileNotFoundError, FileExistsError, ValueError) as error:
+    except (PipelineError, RowError, FileNotFoundError, PermissionError, ValueError) as error:
         print(f"deita-hf {command}: error: {error}", file=sys.stderr)
         return 1
     return 0

@@ -238,14 +238,18 @@ def load_recipe(path: str | os.PathLike) -> dict[str, Any]:
     return recipe
 
 
-def make_parser(groups: list[type], prog: str | None = None, description: str | None = None) -> Any:
-    """An ``HfArgumentParser`` for these argument groups, with each default shown in ``--help``."""
+def make_parser(
+    groups: list[type], prog: str | None = None, description: str | None = None, recipe: bool = True
+) -> Any:
+    """An ``HfArgumentParser`` for these argument groups, with each default shown in ``--help`` (and a
+    ``--config`` option for a recipe, unless ``recipe=False``)."""
     from transformers import HfArgumentParser
 
     parser = HfArgumentParser(
         groups, prog=prog, description=description, formatter_class=ArgumentDefaultsHelpFormatter
     )
-    parser.add_argument("--config", default=None, help="A YAML recipe; flags given on the command line override it.")
+    if recipe:
+        parser.add_argument("--config", default=None, help="A YAML recipe; flags on the command line override it.")
     return parser
 
 
