@@ -218,12 +218,22 @@ def to_preference_dataset(dataset, num_proc: int | None = None):
 # -- tokenizer ----------------------------------------------------------------------------------------------------
 def load_tokenizer(model_name_or_path: str, revision: str = "main", trust_remote_code: bool = False) -> Any:
     """The tokenizer of ``model_name_or_path`` with the Vicuna v1.1 chat template of the Deita models and a pad
-    token (``<unk>`` where the tokenizer has none, as in Deita's training code; else EOS)."""
-    from transformers import AutoTokenizer
+    token (``<unk>`` where the tokenizer has none, as in Deita's training code; else EOS).
 
-    tokenizer = AutoTokenizer.from_pretrained(
-        model_name_or_path, revision=revision, trust_remote_code=trust_remote_code
-    )
+    A LLaMA/Mistral SentencePiece tokenizer (``LlamaTokenizer``) is loaded with ``legacy=True``, the behaviour
+    of the tokenizer Deita trained with: each piece of text after a special token starts a new word, so the
+    template's ``<s>A chat`` gives ``▁A`` (as the reference's BOS + text did) and ``</s>USER`` gives ``▁US``.
+    transformers 5 loads these tokenizers non-legacy unless told, and does not save the setting; it is written
+    to the tokenizer config so that the trained model's tokenizer reloads the same way.
+    """
+    from transformers import AutoTokenizer, LlamaTokenizer
+
+    kwargs = {"revision": revision, "trust_remote_code": trust_remote_code}
+    tokenizer = AutoTokenizer.from_pretrained(model_name_or_path, **kwargs)
+    if isinstance(tokenizer, LlamaTokenizer):
+        if not tokenizer.legacy:
+            tokenizer = AutoTokenizer.from_pretrained(model_name_or_path, legacy=True, **kwargs)
+        tokenizer.init_kwargs["legacy"] = True
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.unk_token if tokenizer.unk_token is not None else tokenizer.eos_token
     return set_vicuna_chat_template(tokenizer)

@@ -284,3 +284,28 @@ def test_sft_main_without_data_says_what_to_set(tmp_path):
                 "false",
             ]
         )
+
+
+def test_llama_tokenizer_loads_legacy_like_deitas_and_reloads_the_same_after_saving(mistral_tokenizer, tmp_path):
+    from transformers import AutoTokenizer
+
+    from deita_hf.training import load_tokenizer
+
+    # transformers 5 saves no `legacy` key, so a plain reload of this folder is non-legacy ("<s>A", "</s>USER").
+    mistral_tokenizer.save_pretrained(tmp_path / "base")
+    assert AutoTokenizer.from_pretrained(tmp_path / "base").legacy is False
+    tokenizer = load_tokenizer(str(tmp_path / "base"))
+    conversation = [
+        {"role": "user", "content": "q1"},
+        {"role": "assistant", "content": "a1"},
+        {"role": "user", "content": "q2"},
+    ]
+    ids = tokenizer.apply_chat_template(conversation, return_dict=True)["input_ids"]
+    tokens = tokenizer.convert_ids_to_tokens(ids)
+    assert tokens[:3] == ["<s>", "▁A", "▁chat"]
+    eos = tokens.index("</s>")
+    assert tokens[eos + 1 : eos + 3] == ["▁US", "ER"]
+    assert tokenizer.pad_token == "<unk>"
+    tokenizer.save_pretrained(tmp_path / "trained")
+    reloaded = AutoTokenizer.from_pretrained(tmp_path / "trained")
+    assert reloaded.apply_chat_template(conversation, return_dict=True)["input_ids"] == ids
