@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 from pathlib import Path
@@ -132,6 +133,21 @@ def test_each_scorer_recipe_is_one_file_for_both_commands(recipe):
     assert model.model_name_or_path == "mistralai/Mistral-7B-v0.1"
     assert training.max_length >= 4096 and training.completion_only_loss is True
     assert (script.dataset_name or script.scorer_data_dir) == data.scorer_data_dir
+
+
+def test_every_scorer_option_is_in_the_docs():
+    import trl
+
+    from deita_hf.scorer_training import ScorerScriptArguments
+
+    added = {f.name for f in dataclasses.fields(ScorerScriptArguments)} - {
+        f.name for f in dataclasses.fields(trl.ScriptArguments)
+    }
+    names = (
+        [f.name for f in dataclasses.fields(ScorerDataConfig)] + sorted(added) + ["completion_only_loss", "max_length"]
+    )
+    docs = (REPO / "docs" / "scorers.md").read_text()
+    assert [name for name in names if f"| `{name}` |" not in docs] == []
 
 
 @pytest.fixture
