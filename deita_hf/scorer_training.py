@@ -96,6 +96,18 @@ def training_types() -> tuple[type, ...]:
     return ScorerScriptArguments, ScorerTrainingConfig, trl.ModelConfig
 
 
+def load_scorer_tokenizer(name_or_path: str, revision: str | None = None, trust_remote_code: bool = False) -> Any:
+    """The base model's tokenizer, set to reload as it loaded. transformers 5 does not save the ``legacy``
+    setting of a LLaMA/Mistral SentencePiece tokenizer, which changes the tokens after a special token; it is
+    written to the tokenizer config, so that the trained scorer tokenizes its prompts as in training."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(name_or_path, revision=revision, trust_remote_code=trust_remote_code)
+    if getattr(tokenizer, "legacy", None) is not None:
+        tokenizer.init_kwargs["legacy"] = tokenizer.legacy
+    return tokenizer
+
+
 def tokenize_scorer_data(dataset: Any, scorer: TurnScorer, *, num_proc: int | None = None) -> Any:
     """``input_ids`` (the scorer prompt as ``scorer.encode`` makes it, then the score digit's token) and a
     ``completion_mask`` on that last token, for TRL's ``SFTTrainer``; the other columns are dropped.
@@ -197,7 +209,7 @@ def _load_split(name: str, split: str, config: str | None, required: bool) -> An
 
 def main(argv: Sequence[str] | None = None) -> None:
     """``deita-hf train-scorer --config recipe.yaml [--flag value ...]``."""
-    from transformers import AutoConfig, AutoTokenizer
+    from transformers import AutoConfig
 
     from .scorer_data import ScorerDataConfig, parse_recipe_args
 
@@ -216,10 +228,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         raise ValueError("set scorer_data_dir (the folder of make-scorer-data) or dataset_name")
 
     # -- data: tokenized exactly as the scorer tokenizes at inference --------------------------------------------
-    tokenizer = AutoTokenizer.from_pretrained(
-        model_args.model_name_or_path,
-        revision=model_args.model_revision,
-        trust_remote_code=training_args.trust_remote_code,
+    tokenizer = load_scorer_tokenizer(
+        model_args.model_name_or_path, model_args.model_revision, training_args.trust_remote_code
     )
     max_length = training_args.max_length
     if max_length is None:
@@ -271,6 +281,7 @@ __all__ = [
     "ScorerScriptArguments",
     "ScorerTrainingConfig",
     "evaluate_scorer",
+    "load_scorer_tokenizer",
     "main",
     "spearman",
     "tokenize_scorer_data",

@@ -14,6 +14,7 @@ from deita_hf.ranking import Ranking, scorer_rows
 from deita_hf.scorer_data import ScorerDataConfig, parse_recipe_args
 from deita_hf.scorer_training import (
     ScorerTrainingConfig,
+    load_scorer_tokenizer,
     main,
     spearman,
     tokenize_scorer_data,
@@ -93,6 +94,22 @@ def test_the_trainer_puts_the_loss_on_the_score_token_only(byte_tokenizer, tmp_p
     for row, example in zip(rows, trainer.train_dataset):
         learned = [(i, label) for i, label in enumerate(example["labels"]) if label != -100]
         assert learned == [(len(example["input_ids"]) - 1, digits[row["score"] - 1])]
+
+
+@pytest.mark.parametrize("legacy", [True, False])
+def test_the_scorer_tokenizer_reloads_as_it_was_loaded(mistral_tokenizer, tmp_path, legacy):
+    from transformers import AutoTokenizer, LlamaTokenizer
+
+    base = tmp_path / "base"
+    LlamaTokenizer.from_pretrained(mistral_tokenizer.name_or_path, legacy=legacy).save_pretrained(base)
+    config = json.loads((base / "tokenizer_config.json").read_text())
+    (base / "tokenizer_config.json").write_text(json.dumps({**config, "legacy": legacy}))  # a base that says so
+    tokenizer = load_scorer_tokenizer(str(base))
+    assert tokenizer.legacy is legacy
+    tokenizer.save_pretrained(tmp_path / "scorer")
+    reloaded = AutoTokenizer.from_pretrained(tmp_path / "scorer")
+    text = ComplexityScorer.template.format(instruction="Hi</s>USER: go")
+    assert reloaded.legacy is legacy and reloaded(text).input_ids == tokenizer(text).input_ids
 
 
 @pytest.mark.parametrize(
