@@ -232,3 +232,25 @@ def test_a_local_chat_model_can_be_the_generator(tmp_path):
     assert isinstance(generator, TransformersChat) and generator.lm._model is None  # loaded on first use
     assert (generator.model_name, generator.batch_size, generator.temperature) == ("some/chat-model", 4, 0.5)
     assert generator.cache.path == tmp_path / "generation_cache.sqlite"
+
+
+def test_quality_scorer_data_from_real_conversations(shared_data, tmp_path):
+    with ChatServer(fake_model) as server:
+        recipe = write_recipe(
+            tmp_path,
+            server,
+            task="quality",
+            seed_dataset=str(shared_data / "alpaca_eval_pool.jsonl"),
+            seed_sample_size=6,
+            test_fraction=0.0,
+        )
+        make_scorer_data_main(["--config", str(recipe)])
+    rows = list(load_from_disk(str(tmp_path / "scorer-data" / "dataset"))["train"])
+    assert len(rows) == 36 and read_summary(tmp_path)["rejected"] == {"evol": 0, "rank": 0}
+    assert all(row["score"] == row["round"] + 1 for row in rows)
+    assert all(row["prompt"] == QualityScorer().render(row["instruction"], row["output"]) for row in rows)
+    # The instruction stays the seed's; the response evolves round after round.
+    for seed_id in {row["seed_id"] for row in rows}:
+        chain = sorted((row for row in rows if row["seed_id"] == seed_id), key=lambda row: row["round"])
+        assert len({row["instruction"] for row in chain}) == 1
+        assert [row["output"] for row in chain[1:]] == [chain[0]["output"] + " +" * k for k in range(1, 6)]
