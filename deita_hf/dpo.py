@@ -59,6 +59,8 @@ def main(argv: list[str] | None = None) -> None:
         model_args.model_name_or_path, model_args.model_revision, training_args.trust_remote_code
     )
     training_args.model_init_kwargs = model_init_kwargs(model_args, training_args)
+    # Pushed once at the end, with the Deita model card (the Trainer would push its own card first).
+    push_to_hub, training_args.push_to_hub = training_args.push_to_hub, False
     trainer = DPOTrainer(
         model=model_args.model_name_or_path,
         args=training_args,
@@ -70,7 +72,7 @@ def main(argv: list[str] | None = None) -> None:
     )
 
     trainer.train(resume_from_checkpoint=last_checkpoint(training_args))
-    finish(trainer, script_args, model_args, method="DPO")
+    finish(trainer, script_args, model_args, method="DPO", push_to_hub=push_to_hub)
 
 
 if __name__ == "__main__":

@@ -439,10 +439,14 @@ def upload_output_dir(training_args, repo_id: str, commit_message: str = "End of
     )
 
 
-def finish(trainer, script_args, model_args, method: str) -> None:
+def finish(trainer, script_args, model_args, method: str, push_to_hub: bool = False) -> None:
     """Save the model (all processes: ZeRO-3 gathers the shards), then on the main process the trainer state
-    (``trainer_state.json`` with the log history), the model card, and the push if ``push_to_hub`` is set;
-    then end the distributed run."""
+    (``trainer_state.json`` with the log history) and the model card, and push the output folder if
+    ``push_to_hub``; then end the distributed run.
+
+    The scripts turn the Trainer's own pushing off (it would push a card of its own first) and pass the
+    recipe's ``push_to_hub`` here.
+    """
     args = trainer.args
     trainer.save_model(args.output_dir)
     if trainer.accelerator.is_main_process:
@@ -450,7 +454,7 @@ def finish(trainer, script_args, model_args, method: str) -> None:
         # Training turns the KV cache off; the saved model should generate with it.
         trainer.model.config.use_cache = True
         trainer.model.config.save_pretrained(args.output_dir)
-        repo_id = create_hub_repo(args) if args.push_to_hub else None
+        repo_id = create_hub_repo(args) if push_to_hub else None
         write_model_card(trainer, script_args, model_args, method, model_name=repo_id)
         if repo_id is not None:
             upload_output_dir(args, repo_id)

@@ -309,3 +309,56 @@ def test_llama_tokenizer_loads_legacy_like_deitas_and_reloads_the_same_after_sav
     tokenizer.save_pretrained(tmp_path / "trained")
     reloaded = AutoTokenizer.from_pretrained(tmp_path / "trained")
     assert reloaded.apply_chat_template(conversation, return_dict=True)["input_ids"] == ids
+
+
+def fake_trainer(tmp_path, events):
+    from transformers import LlamaConfig
+
+    from deita_hf.sft import SFTConfig
+
+    args = SFTConfig(
+        output_dir=str(tmp_path), hub_model_id="deita-test", bf16=False, activation_checkpointing=False, use_cpu=True
+    )
+    return SimpleNamespace(
+        args=args,
+        accelerator=SimpleNamespace(
+            is_main_process=True, num_processes=1, wait_for_everyone=lambda: events.append("wait_for_everyone")
+        ),
+        state=SimpleNamespace(log_history=[{"step": 1, "loss": 2.0}]),
+        model=SimpleNamespace(config=LlamaConfig(use_cache=False)),
+        save_model=lambda output_dir: events.append("save_model"),
+        save_state=lambda: events.append("save_state"),
+        end=lambda: events.append("end"),
+    )
+
+
+@pytest.mark.parametrize("push_to_hub", [True, False])
+def test_finish_saves_then_writes_the_card_then_pushes_it(monkeypatch, tmp_path, push_to_hub):
+    from huggingface_hub import HfApi
+
+    from deita_hf.training import ScriptArguments, finish
+
+    events = []
+    monkeypatch.setattr(
+        HfApi,
+        "create_repo",
+        lambda self, repo_id, private=None, exist_ok=False: (
+            events.append("create_repo") or SimpleNamespace(repo_id=f"me/{repo_id}")
+        ),
+    )
+    monkeypatch.setattr(
+        HfApi, "upload_folder", lambda self, **kwargs: events.append(("upload", (tmp_path / "README.md").read_text()))
+    )
+    script_args = ScriptArguments(dataset_name=DEITA_6K_DATASET_ID, reproduces="hkust-nlp/deita-7b-v1.0-sft")
+    model_args = SimpleNamespace(model_name_or_path="mistralai/Mistral-7B-v0.1")
+    finish(fake_trainer(tmp_path, events), script_args, model_args, "SFT", push_to_hub=push_to_hub)
+
+    names = [event if isinstance(event, str) else event[0] for event in events]
+    pushed = ["create_repo", "upload"] if push_to_hub else []
+    assert names == ["save_model", "save_state", *pushed, "wait_for_everyone", "end"]
+    card = (tmp_path / "README.md").read_text()
+    repo_id = "me/deita-test" if push_to_hub else "deita-test"
+    assert f'AutoTokenizer.from_pretrained("{repo_id}")' in card
+    if push_to_hub:
+        assert events[3][1] == card  # the card was written before the upload
+    assert json.loads((tmp_path / "config.json").read_text())["use_cache"] is True
