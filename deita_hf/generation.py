@@ -147,6 +147,9 @@ class ChatGenerator:
     def params(self, **overrides: Any) -> dict[str, Any]:
         """The sampling parameters of a request: the defaults, with ``overrides`` that are not ``None``."""
         params = {"temperature": self.temperature, "top_p": self.top_p, "max_new_tokens": self.max_new_tokens}
+        unknown = sorted(set(overrides) - set(params))
+        if unknown:
+            raise TypeError(f"unknown sampling parameter(s) {unknown}; expected some of {sorted(params)}")
         params.update({k: v for k, v in overrides.items() if v is not None})
         return params
 

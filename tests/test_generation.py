@@ -58,6 +58,11 @@ def test_base_url_and_key_come_from_the_environment(monkeypatch):
     assert server.headers[0]["Authorization"] == "Bearer sk-from-env"
 
 
+def test_a_misspelt_sampling_parameter_is_an_error():
+    with pytest.raises(TypeError, match=r"unknown sampling parameter\(s\) \['temprature'\]"):
+        OpenAIChat("test-model", base_url="http://127.0.0.1:9").generate([HELLO], temprature=0.0)
+
+
 def test_the_key_is_never_shown():
     backend = OpenAIChat("test-model", base_url="http://127.0.0.1:9", api_key="sk-secret")
     assert "sk-secret" not in repr(backend)
