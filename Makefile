@@ -29,9 +29,7 @@ format:
 	$(BIN)/ruff format deita_hf tests benchmarks
 
 bench:
-	$(BIN)/python benchmarks/bench_scoring.py
-	$(BIN)/python benchmarks/bench_selection.py
-	$(BIN)/python benchmarks/bench_embedding.py
+	for script in benchmarks/bench_*.py; do $(BIN)/python $$script || exit 1; done
 
 smoke:
 	$(BIN)/deita-hf run --config recipes/smoke/select.yaml --overwrite
