@@ -1,0 +1,443 @@
+"""Conversation embeddings for the diversity filter, as a ``Dataset.map`` function (SPEC section 6).
+
+Two kinds of model are supported:
+
+- ``"causal_lm"`` (the reference behaviour, e.g. ``mistralai/Mistral-7B-v0.1``): the conversation is
+  rendered with the Vicuna v1.1 template (:func:`vicuna_text`), tokenized as the reference's legacy
+  SentencePiece tokenizer did (BOS first, each literal ``</s>`` the EOS token, truncated to ``max_length``
+  keeping the beginning), run through the base model without its LM head, and the final hidden state
+  (after the last norm) at the last real token is the embedding;
+- ``"sentence"`` (e.g. all-MiniLM-L6-v2): the message texts joined by newlines (:func:`sentence_text`),
+  mean-pooled over the attention mask.
+
+Embeddings are stored unnormalised as float32; the selection normalises them.
+
+>>> from deita_hf.tiny import byte_bpe_tokenizer, tiny_causal_lm
+>>> tokenizer = byte_bpe_tokenizer()
+>>> embedder = Embedder(tiny_causal_lm(tokenizer), tokenizer)
+>>> out = embedder({"messages": [[{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]]})
+>>> len(out["embedding"]), out["embedding"][0].shape, out["embedding"][0].dtype
+(1, (32,), dtype('float32'))
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .constants import (
+    DEFAULT_EMBEDDING_MODEL_ID,
+    EMBEDDING_COLUMN,
+    VICUNA_ASSISTANT,
+    VICUNA_EOS,
+    VICUNA_SYSTEM,
+    VICUNA_USER,
+)
+from .formats import Message, RowError, detect_format, is_batched, iter_batch_rows, row_messages
+from .modeling import LazyModel, split_map_args
+
+logger = logging.getLogger(__name__)
+
+KINDS = ("auto", "causal_lm", "sentence")
+_WIDTH_MULTIPLE = 16
+
+
+def _conversation(messages: Sequence[Mapping[str, str]]) -> tuple[str | None, list[Mapping[str, str]]]:
+    """The system text of a conversation (``None`` without a system message) and its other messages, with
+    the assistant messages before the first user message dropped (the reference skips a leading answer)."""
+    system = [m["content"] for m in messages if m["role"] == "system"]
+    rest = [m for m in messages if m["role"] != "system"]
+    first_user = next((j for j, m in enumerate(rest) if m["role"] == "user"), len(rest))
+    return ("\n".join(system) if system else None), rest[first_user:]
+
+
+def vicuna_text(messages: Sequence[Mapping[str, str]], only_answer: bool = False) -> str:
+    """The conversation rendered as the reference embedder's text: the Vicuna v1.1 template of FastChat.
+
+    ``SYSTEM USER: q1 ASSISTANT: a1</s>USER: q2 ASSISTANT: a2</s>``, where SYSTEM is the Vicuna system
+    text, or the text of the conversation's system messages (joined by newlines) when it has any. As in
+    FastChat, a message with empty text renders as its bare role (``"ASSISTANT:"``). Assistant messages
+    before the first user message are dropped. With ``only_answer``, the assistant texts joined by
+    newlines (the reference's ``only_answer`` text).
+
+    >>> vicuna_text([{"role": "user", "content": "q1"}, {"role": "assistant", "content": "a1"}])[-30:]
+    "'s questions. USER: q1 ASSISTANT: a1</s>"
+    >>> vicuna_text([{"role": "user", "content": "q1"}, {"role": "assistant", "content": "a1"}], only_answer=True)
+    'a1'
+    """
+    system, rest = _conversation(messages)
+    if only_answer:
+        return "\n".join(m["content"] for m in rest if m["role"] == "assistant")
+    parts = [VICUNA_SYSTEM if system is None else system, " "]
+    for message in rest:
+        user = message["role"] == "user"
+        role = VICUNA_USER if user else VICUNA_ASSISTANT
+        if not message["content"]:
+            parts.append(role + ":")
+        else:
+            parts.append(f"{role}: {message['content']}" + (" " if user else VICUNA_EOS))
+    return "".join(parts)
+
+
+def sentence_text(messages: Sequence[Mapping[str, str]], only_answer: bool = False) -> str:
+    """The text a sentence-embedding model embeds: the user and assistant texts joined by newlines, without
+    a template or system text (a long shared preamble would dominate a short context); with
+    ``only_answer``, only the assistant texts.
+
+    >>> sentence_text([{"role": "system", "content": "S"}, {"role": "user", "content": "q"},
+    ...                {"role": "assistant", "content": "a"}])
+    'q\\na'
+    """
+    _, rest = _conversation(messages)
+    return "\n".join(m["content"] for m in rest if not only_answer or m["role"] == "assistant")
+
+
+def _local_file(name_or_path: str | None, filename: str, revision: str | None) -> str | None:
+    """``filename`` from a local model folder or, for a Hub id, from the Hub cache or the Hub; else None."""
+    if not name_or_path:
+        return None
+    if os.path.isdir(name_or_path):
+        path = os.path.join(name_or_path, filename)
+        return path if os.path.isfile(path) else None
+    try:
+        from huggingface_hub import hf_hub_download
+
+        return hf_hub_download(name_or_path, filename, revision=revision)
+    except Exception as error:  # absent from the repository, offline, ...: the file is optional
+        logger.debug("no %s for %s: %s", filename, name_or_path, error)
+        return None
+
+
+class _LegacyEncoder:
+    """Token ids as the reference's legacy (slow, SentencePiece) LLaMA tokenizer made them.
+
+    The text is split on the tokenizer's special-token strings (``</s>`` becomes the EOS id) and each
+    piece in between is encoded on its own, so that it starts with a word-start piece, as legacy
+    SentencePiece did (``</s>USER:`` keeps ``▁USER``). The pieces are encoded with the SentencePiece model
+    itself when one is available: the ``tokenizers`` conversion of it splits runs of spaces differently.
+    Without one, each piece is encoded with the tokenizer (exact for byte-level BPE tokenizers).
+    """
+
+    def __init__(self, tokenizer: Any, sentencepiece_file: str | None = None):
+        self.tokenizer = tokenizer
+        specials = {}
+        for token in tokenizer.all_special_tokens:
+            token_id = tokenizer.convert_tokens_to_ids(token)
+            if isinstance(token_id, int):
+                specials[str(token)] = token_id
+        self.special_ids = specials
+        pattern = "|".join(re.escape(token) for token in sorted(specials, key=len, reverse=True))
+        self.splitter = re.compile(f"({pattern})") if pattern else None
+        probe = tokenizer("a").input_ids
+        self.prefix = (
+            [tokenizer.bos_token_id]
+            if tokenizer.bos_token_id is not None and probe[:1] == [tokenizer.bos_token_id]
+            else []
+        )
+        self.sentencepiece = self._sentencepiece(sentencepiece_file)
+
+    def _sentencepiece(self, path: str | None) -> Any:
+        if path is None:
+            return None
+        try:
+            import sentencepiece
+        except ImportError:
+            logger.warning(
+                "sentencepiece is not installed: encoding with the tokenizer, whose handling of runs "
+                "of spaces differs from the reference's SentencePiece tokenizer"
+            )
+            return None
+        processor = sentencepiece.SentencePieceProcessor(model_file=str(path))
+        tokenizer = self.tokenizer
+        probe = "Hello world, 12 apples."
+        consistent = (
+            processor.bos_id() == tokenizer.bos_token_id
+            and processor.eos_id() == tokenizer.eos_token_id
+            and processor.encode(probe) == tokenizer(probe, add_special_tokens=False).input_ids
+        )
+        if not consistent:
+            logger.warning(
+                "the SentencePiece model %s does not match the tokenizer; encoding with the tokenizer", path
+            )
+            return None
+        return processor
+
+    @property
+    def name(self) -> str:
+        return "sentencepiece" if self.sentencepiece is not None else "tokenizer"
+
+    def __call__(self, texts: Sequence[str]) -> list[list[int]]:
+        pieces: list[list[str | int]] = []
+        for text in texts:
+            parts = self.splitter.split(text) if self.splitter else [text]
+            # re.split with a group alternates text, special token, text, ...
+            pieces.append([self.special_ids[p] if j % 2 else p for j, p in enumerate(parts) if j % 2 or p])
+        plain = [p for parts in pieces for p in parts if isinstance(p, str)]
+        if self.sentencepiece is not None:
+            encoded = iter(self.sentencepiece.encode(plain))
+        else:
+            encoded = iter(self.tokenizer(plain, add_special_tokens=False).input_ids if plain else [])
+        out = []
+        for parts in pieces:
+            ids = list(self.prefix)
+            for p in parts:
+                if isinstance(p, int):
+                    ids.append(p)
+                else:
+                    ids.extend(next(encoded))
+            out.append(ids)
+        return out
+
+
+def _detect_kind(model: Any, name_or_path: str | None, revision: str | None, trust_remote_code: bool) -> str:
+    """``"sentence"`` for a sentence-transformers folder or an encoder model, else ``"causal_lm"``."""
+    if name_or_path and _local_file(name_or_path, "modules.json", revision):
+        return "sentence"
+    if model is not None:
+        config = getattr(model, "config", None)
+    else:
+        from transformers import AutoConfig
+
+        config = AutoConfig.from_pretrained(name_or_path, revision=revision, trust_remote_code=trust_remote_code)
+    from transformers.models.auto.modeling_auto import (
+        MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
+        MODEL_FOR_MASKED_LM_MAPPING_NAMES,
+    )
+
+    architectures = list(getattr(config, "architectures", None) or []) + (
+        [type(model).__name__] if model is not None else []
+    )
+    if any(name.endswith("ForCausalLM") for name in architectures):
+        return "causal_lm"
+    model_type = getattr(config, "model_type", None)
+    if model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES and model_type not in MODEL_FOR_MASKED_LM_MAPPING_NAMES:
+        return "causal_lm"
+    return "sentence"
+
+
+class Embedder(LazyModel):
+    """Embeds each conversation as one float32 vector, in an ``embedding`` column.
+
+    Args:
+        model: Hub id, local path or loaded model (default ``mistralai/Mistral-7B-v0.1``, as the reference).
+            Loaded without its LM head (``AutoModel``); a loaded ``...ForCausalLM`` is used through its
+            ``base_model``.
+        tokenizer: Hub id, local path or loaded tokenizer (default: the model's).
+        kind: ``"causal_lm"`` (Vicuna text, last-token hidden state), ``"sentence"`` (plain text, mean
+            pooling) or ``"auto"`` (default): ``"sentence"`` for a sentence-transformers folder
+            (``modules.json``) or an encoder model, else ``"causal_lm"``.
+        format: the row format; detected from the columns when ``None``.
+        batch_size: texts per forward pass (texts are sorted by length into batches).
+        max_length: longest input in tokens (default 2048, the reference's); longer inputs keep their
+            beginning and are counted in ``stats["truncated_texts"]``. A sentence model is also held to its
+            own limit (``max_seq_length`` of its ``sentence_bert_config.json``, else its position count).
+        only_answer: embed only the assistant texts, joined by newlines (the reference's option).
+        progress: show a progress bar over the texts.
+        revision, dtype, device, trust_remote_code: see :class:`deita_hf.modeling.LazyModel` (bf16 on GPU,
+            fp32 on CPU by default).
+
+    A causal LM's text is tokenized as the reference's legacy SentencePiece tokenizer did: with the
+    tokenizer's SentencePiece model when one is found (its ``vocab_file``, or ``tokenizer.model`` beside
+    the model or in its Hub repository), else with the tokenizer, one piece between special tokens at a
+    time. ``encoding`` says which.
+
+    Example::
+
+        ds = ds.map(Embedder("mistralai/Mistral-7B-v0.1"), batched=True)          # + embedding
+        ds = ds.map(Embedder("sentence-transformers/all-MiniLM-L6-v2"), batched=True)
+    """
+
+    auto_model_class = "AutoModel"
+    _process_local = LazyModel._process_local + ("_kind", "_encoder", "_limit")
+
+    def __init__(
+        self,
+        model: Any = DEFAULT_EMBEDDING_MODEL_ID,
+        tokenizer: Any = None,
+        *,
+        kind: str = "auto",
+        format: str | None = None,
+        batch_size: int = 8,
+        max_length: int = 2048,
+        only_answer: bool = False,
+        progress: bool = True,
+        revision: str | None = None,
+        dtype: str | torch.dtype | None = None,
+        device: str | torch.device | None = None,
+        trust_remote_code: bool = False,
+    ):
+        super().__init__(
+            model, tokenizer, revision=revision, dtype=dtype, device=device, trust_remote_code=trust_remote_code
+        )
+        if kind not in KINDS:
+            raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        if max_length < 2:
+            raise ValueError(f"max_length must be at least 2 tokens, got {max_length}")
+        self.kind = kind
+        self.format = format
+        self.batch_size = batch_size
+        self.max_length = max_length
+        self.only_answer = only_answer
+        self.progress = progress
+
+    # -- loading ---------------------------------------------------------------------------------------------
+    def on_load(self) -> None:
+        name = self.model_name_or_path
+        self._kind = self.kind
+        if self._kind == "auto":
+            self._kind = _detect_kind(self._given_model, name, self.revision, self.trust_remote_code)
+        tokenizer = self._tokenizer
+        if self._kind == "causal_lm":
+            vocab_file = getattr(tokenizer, "vocab_file", None)
+            if not (vocab_file and str(vocab_file).endswith(".model") and os.path.isfile(vocab_file)):
+                vocab_file = _local_file(self.tokenizer_name_or_path or name, "tokenizer.model", self.revision)
+            self._encoder = _LegacyEncoder(tokenizer, vocab_file)
+            self._limit = self.max_length
+        else:
+            self._encoder = None
+            self._limit = min(self.max_length, self._sentence_model_limit())
+        logger.info("embedding with %s as %s (max %d tokens)", self.name, self._kind, self._limit)
+
+    def _sentence_model_limit(self) -> int:
+        config_file = _local_file(self.model_name_or_path, "sentence_bert_config.json", self.revision)
+        if config_file:
+            limit = json.loads(Path(config_file).read_text()).get("max_seq_length")
+            if limit:
+                return int(limit)
+        return int(getattr(self._model.config, "max_position_embeddings", None) or self.max_length)
+
+    @property
+    def resolved_kind(self) -> str:
+        """``"causal_lm"`` or ``"sentence"``, after ``kind="auto"`` was resolved (loads the model)."""
+        self.load()
+        return self._kind
+
+    @property
+    def encoding(self) -> str | None:
+        """How a causal LM's text is tokenized: ``"sentencepiece"`` or ``"tokenizer"`` (None for a sentence model)."""
+        self.load()
+        return self._encoder.name if self._encoder is not None else None
+
+    # -- texts -------------------------------------------------------------------------------------------------
+    def text(self, messages: Sequence[Mapping[str, str]]) -> str:
+        """The text embedded for one conversation: :func:`vicuna_text` or :func:`sentence_text`."""
+        render = vicuna_text if self.resolved_kind == "causal_lm" else sentence_text
+        return render(messages, self.only_answer)
+
+    def encode(self, texts: Sequence[str]) -> list[list[int]]:
+        """Token ids of each text, truncated to the length limit keeping the beginning (counted in stats)."""
+        self.load()
+        if self._kind == "causal_lm":
+            ids = self._encoder(texts)
+            truncated = sum(len(x) > self._limit for x in ids)
+            ids = [x[: self._limit] for x in ids]
+        else:
+            batch = self._tokenizer(list(texts), truncation=True, max_length=self._limit)
+            ids = batch.input_ids
+            truncated = sum(bool(e.overflowing) for e in batch.encodings) if batch.encodings else 0
+        if truncated:
+            self.count("truncated_texts", truncated)
+            logger.info("truncated %d text(s) to %d tokens", truncated, self._limit)
+        return ids
+
+    # -- the model ---------------------------------------------------------------------------------------------
+    @torch.inference_mode()
+    def _forward(self, id_lists: Sequence[Sequence[int]]) -> torch.Tensor:
+        device = self._device
+        # Widths rounded up to a multiple of 16 (within the length limit): a CPU backend compiles its kernels
+        # once per input shape, and a few shapes reused run several times faster than a new shape per batch.
+        longest = max(len(ids) for ids in id_lists)
+        width = max(longest, min(-(-longest // _WIDTH_MULTIPLE) * _WIDTH_MULTIPLE, self._limit))
+        pad = self._tokenizer.pad_token_id
+        pad = 0 if pad is None else pad
+        # Sentence encoders have absolute positions: always pad them on the right.
+        left = self._kind == "causal_lm" and getattr(self._tokenizer, "padding_side", "right") == "left"
+        input_ids = torch.full((len(id_lists), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(id_lists), width), dtype=torch.long)
+        for i, ids in enumerate(id_lists):
+            span = slice(width - len(ids), width) if left else slice(0, len(ids))
+            input_ids[i, span] = torch.tensor(ids, dtype=torch.long)
+            mask[i, span] = 1
+        input_ids, mask = input_ids.to(device), mask.to(device)
+        base = self._model.base_model
+        if self._kind == "causal_lm":
+            # Positions count real tokens only, so a left-padded text sees the positions it has alone.
+            positions = (mask.cumsum(dim=1) - 1).clamp(min=0)
+            hidden = base(
+                input_ids=input_ids, attention_mask=mask, position_ids=positions, use_cache=False
+            ).last_hidden_state
+            # The last real token: the last column for left padding, the row's length - 1 for right padding.
+            last = width - 1 - mask.flip(dims=[1]).argmax(dim=1)
+            return hidden[torch.arange(len(id_lists), device=device), last].float()
+        hidden = base(input_ids=input_ids, attention_mask=mask).last_hidden_state.float()
+        weights = mask.unsqueeze(-1).to(hidden.dtype)
+        return (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1e-9)
+
+    def embed_ids(self, id_lists: Sequence[Sequence[int]]) -> np.ndarray:
+        """Embeddings of encoded texts, batched by length, as an ``(n, d)`` float32 array in input order."""
+        self.load()
+        order = sorted(range(len(id_lists)), key=lambda i: -len(id_lists[i]))
+        batches = [order[k : k + self.batch_size] for k in range(0, len(order), self.batch_size)]
+        out: np.ndarray | None = None
+        bar = tqdm(
+            total=len(order), desc="embedding", unit="text", leave=False, disable=not self.progress or len(batches) < 2
+        )
+        for members in batches:
+            vectors = self._forward([id_lists[i] for i in members]).cpu().numpy()
+            if out is None:
+                out = np.empty((len(id_lists), vectors.shape[1]), dtype=np.float32)
+            out[members] = vectors
+            bar.update(len(members))
+        bar.close()
+        return out if out is not None else np.empty((0, 0), dtype=np.float32)
+
+    def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
+        """Embeddings of already rendered texts, an ``(n, d)`` float32 array in input order.
+
+        >>> from deita_hf.tiny import byte_bpe_tokenizer, tiny_causal_lm
+        >>> tokenizer = byte_bpe_tokenizer()
+        >>> Embedder(tiny_causal_lm(tokenizer), tokenizer, progress=False).embed_texts(["a", "b c"]).shape
+        (2, 32)
+        """
+        return self.embed_ids(self.encode(texts))
+
+    # -- Dataset.map -------------------------------------------------------------------------------------------
+    def __call__(self, batch: Mapping[str, Any], *map_args: Any) -> dict[str, Any]:
+        indices, rank = split_map_args(map_args)
+        self.load(rank)
+        format = self.format or detect_format(list(batch))
+        batched = is_batched(batch, format)
+        rows = list(iter_batch_rows(batch)) if batched else [dict(batch)]
+        if indices is None:
+            positions: list[int | None] = list(range(len(rows))) if batched else [None]
+        else:
+            positions = list(indices) if batched else [indices]
+        texts = []
+        for row, position in zip(rows, positions):
+            try:
+                messages: list[Message] = row_messages(row, format, position)
+            except RowError as error:
+                if indices is None and batched:
+                    raise RowError(
+                        position,
+                        f"{error.problem} (position in this batch; pass with_indices=True "
+                        "to Dataset.map for dataset row indices)",
+                    ) from None
+                raise
+            texts.append(self.text(messages))
+        vectors = self.embed_texts(texts)
+        return {EMBEDDING_COLUMN: list(vectors) if batched else vectors[0]}
+
+    def __repr__(self) -> str:
+        return f"Embedder({self.name!r}, kind={self.kind!r})"

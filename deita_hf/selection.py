@@ -1,0 +1,487 @@
+"""Score-first, diversity-aware selection: the Repr Filter (SPEC section 7).
+
+The contract is the sequential loop of the paper::
+
+    order = rows sorted by score, descending; ties keep the original row order
+    S = []
+    for x in order:
+        if S is empty or max over y in S of cos(x, y) <= threshold: S.append(x)
+        if len(S) == budget: stop
+
+where ``cos(x, y)`` is the exact dot product of the L2-normalised float32 vectors (each vector is divided
+by its norm computed in float64 and rounded to float32). :func:`select_indices` gives exactly that loop's
+result, however it blocks the work:
+
+- candidates are taken in score order in blocks; one matrix product compares a block with the rows
+  selected so far and with itself;
+- a float32 product can be off by at most ``d * 2**-24`` (``d`` the vector length) on unit vectors, so
+  only the similarities closer than that to the threshold are recomputed, in float64, and the few closer
+  than float64 can tell apart are decided exactly with ``math.fsum``;
+- inside the block, candidates are kept greedily in order: a candidate is rejected by an earlier
+  candidate of the block only if that one was kept;
+- the embeddings are read from the dataset's Arrow table (memory-mapped for a dataset on disk), one block
+  at a time in score order, so memory is the selected set plus one block, whatever the pool's size.
+
+>>> import numpy as np
+>>> from datasets import Dataset
+>>> pool = Dataset.from_dict({"deita_score": [3.0, 2.0, 1.0],
+...                           "embedding": np.array([[1, 0], [0.99, 0.1], [0, 1]], dtype=np.float32)})
+>>> select_indices(pool, budget=2, progress=False).indices
+[0, 2]
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import torch
+from tqdm.auto import tqdm
+
+from .constants import DEFAULT_THRESHOLD, EMBEDDING_COLUMN, SCORE_COLUMN
+from .modeling import resolve_device
+
+logger = logging.getLogger(__name__)
+
+SIMILARITY_COLUMN = "nearest_selected_similarity"
+DEFAULT_BLOCK_SIZE = 1024
+# Rows named in an error message; the count of the others follows.
+_SHOWN_ROWS = 10
+
+
+@dataclass
+class SelectionResult:
+    """What :func:`select_indices` found.
+
+    Attributes:
+        indices: row indices of the pool, in selection order.
+        similarities: for each kept row, its highest cosine similarity to the rows kept before it (NaN for
+            the first), at float32 accuracy.
+        examined: candidates looked at before the budget filled (or the pool ran out).
+        rejected: of those, rejected as too similar to a kept row.
+    """
+
+    indices: list[int]
+    similarities: list[float]
+    examined: int
+    rejected: int
+
+
+class SelectionInputError(ValueError):
+    """Bad input to the selection: a NaN score, a zero or non-finite vector, ... ``rows`` names them."""
+
+    def __init__(self, message: str, rows: Sequence[int] = ()):
+        self.rows = list(rows)
+        super().__init__(message)
+
+
+def _rows_text(rows: Sequence[int]) -> str:
+    shown = ", ".join(str(int(r)) for r in rows[:_SHOWN_ROWS])
+    more = f" and {len(rows) - _SHOWN_ROWS} more" if len(rows) > _SHOWN_ROWS else ""
+    return f"row{'s' if len(rows) > 1 else ''} {shown}{more}"
+
+
+def unit_rows(vectors: np.ndarray) -> np.ndarray:
+    """Each row divided by its L2 norm, in float64, rounded to float32: the vectors that ``cos`` compares.
+
+    >>> unit_rows(np.array([[3, 4]], dtype=np.float32))
+    array([[0.6, 0.8]], dtype=float32)
+    """
+    vectors = np.asarray(vectors, dtype=np.float32)
+    norms = np.sqrt(np.einsum("ij,ij->i", vectors, vectors, dtype=np.float64))
+    out = np.empty_like(vectors)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        np.divide(vectors, norms[:, None], out=out, casting="unsafe")
+    return out
+
+
+def exceeds(a: np.ndarray, b: np.ndarray, threshold: float) -> np.ndarray:
+    """For unit float32 row pairs ``a[i], b[i]``: whether their exact dot product is above ``threshold``.
+
+    The products of two float32 numbers are exact in float64; their float64 sum is off by at most
+    ``d * 2**-53``; the rare sums closer than that to the threshold are decided with ``math.fsum``, which
+    is exact.
+    """
+    a64, b64 = a.astype(np.float64), b.astype(np.float64)
+    products = a64 * b64
+    dots = products.sum(axis=1)
+    out = dots > threshold
+    bound = 2.0 * a.shape[1] * 2.0**-53
+    for i in np.flatnonzero(np.abs(dots - threshold) <= bound):
+        out[i] = math.fsum([*products[i].tolist(), -threshold]) > 0
+    return out
+
+
+def float32_error_bound(dim: int) -> float:
+    """How far a float32 dot product of two unit float32 vectors of length ``dim`` can be from the exact
+    one, in any summation order: ``gamma_dim = dim * u / (1 - dim * u)`` with ``u = 2**-24``, times the
+    product of the norms (at most ``1 + 2**-22`` after rounding)."""
+    u = 2.0**-24
+    if dim * u >= 0.5:
+        raise ValueError(f"vectors of length {dim} are too long for a float32 error bound")
+    return dim * u / (1 - dim * u) * (1 + 2.0**-22) * 1.01
+
+
+@contextmanager
+def _exact_float32_matmul():
+    """Matrix products in true float32 (no TF32 or bf16 shortcuts), which the error bound assumes."""
+    previous = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision("highest")
+    try:
+        yield
+    finally:
+        torch.set_float32_matmul_precision(previous)
+
+
+# -- reading the pool --------------------------------------------------------------------------------------
+def _check_dataset(dataset: Any) -> None:
+    from datasets import Dataset
+
+    if not isinstance(dataset, Dataset):
+        hint = " (select a split first, e.g. dataset['train'])" if type(dataset).__name__ == "DatasetDict" else ""
+        raise TypeError(f"the pool must be a datasets.Dataset, got {type(dataset).__name__}{hint}")
+
+
+def _column(dataset: Any, name: str, argument: str) -> pa.ChunkedArray:
+    if name not in dataset.column_names:
+        raise KeyError(
+            f"{argument}={name!r} is not a column of the pool; its columns are {dataset.column_names}. "
+            f"Add it first (deita_score / Embedder) or pass {argument}=<column name>."
+        )
+    return dataset.data.table.column(name)
+
+
+def _table_rows(dataset: Any) -> np.ndarray | None:
+    """The Arrow table row of each dataset row, where the dataset is a view (``select``, ``shuffle``...)."""
+    indices = getattr(dataset, "_indices", None)
+    if indices is None:
+        return None
+    return indices.column(0).to_numpy().astype(np.int64)
+
+
+def _scores(dataset: Any, name: str, table_rows: np.ndarray | None) -> np.ndarray:
+    column = _column(dataset, name, "score_column")
+    if not (pa.types.is_integer(column.type) or pa.types.is_floating(column.type)):
+        raise TypeError(f"score column {name!r} must be numeric, got Arrow type {column.type}")
+    if table_rows is not None:
+        column = column.take(pa.array(table_rows))
+    if column.null_count:
+        rows = np.flatnonzero(column.is_null().to_numpy(zero_copy_only=False))
+        raise SelectionInputError(f"score column {name!r} is missing (null) in {_rows_text(rows)}", rows)
+    scores = column.to_numpy().astype(np.float64)
+    bad = np.flatnonzero(np.isnan(scores))
+    if len(bad):
+        raise SelectionInputError(
+            f"score column {name!r} is NaN in {_rows_text(bad)}; score these rows again or drop them first", bad
+        )
+    return scores
+
+
+class _EmbeddingReader:
+    """Reads rows of the embedding column, by dataset row index, as a float32 ``(rows, d)`` array.
+
+    Each Arrow chunk is seen as an ``(n, d)`` array without copying (for a dataset on disk, a view of the
+    memory-mapped file); reading a block copies only its rows.
+    """
+
+    def __init__(self, dataset: Any, name: str, table_rows: np.ndarray | None):
+        column = _column(dataset, name, "embedding_column")
+        value_type = getattr(column.type, "value_type", None)
+        if not (
+            pa.types.is_list(column.type)
+            or pa.types.is_large_list(column.type)
+            or pa.types.is_fixed_size_list(column.type)
+        ) or not (pa.types.is_floating(value_type) or pa.types.is_integer(value_type)):
+            raise TypeError(f"embedding column {name!r} must hold lists of numbers, got Arrow type {column.type}")
+        self.name = name
+        self.table_rows = table_rows
+        lengths = pc.list_value_length(column)
+        if table_rows is not None:
+            lengths = lengths.take(pa.array(table_rows))
+        if lengths.null_count:
+            rows = np.flatnonzero(lengths.is_null().to_numpy(zero_copy_only=False))
+            raise SelectionInputError(f"embedding column {name!r} is missing (null) in {_rows_text(rows)}", rows)
+        lengths = lengths.to_numpy()
+        if len(lengths) == 0:
+            self.dim = 0
+        else:
+            self.dim = int(lengths[0])
+            odd = np.flatnonzero(lengths != self.dim)
+            if len(odd):
+                raise SelectionInputError(
+                    f"embedding column {name!r} holds vectors of different lengths: row 0 has {self.dim} values but "
+                    f"{_rows_text(odd)} {'have' if len(odd) > 1 else 'has'} {int(lengths[odd[0]])}"
+                    f"{' (first shown)' if len(odd) > 1 else ''}; embed all rows with the same model",
+                    odd,
+                )
+            if self.dim == 0:
+                raise SelectionInputError(f"embedding column {name!r} holds empty vectors", np.arange(len(lengths)))
+        self.chunks = [chunk for chunk in column.chunks if len(chunk)]
+        self.starts = np.cumsum([0] + [len(chunk) for chunk in self.chunks])
+        self._views: dict[int, np.ndarray] = {}
+
+    def _view(self, c: int) -> np.ndarray:
+        view = self._views.get(c)
+        if view is None:
+            # flatten() honours the chunk's slice offset; without nulls, to_numpy() does not copy (null values
+            # become NaN in a copy, which is not kept: the rows read from it are rejected as non-finite).
+            flat = self.chunks[c].flatten()
+            view = flat.to_numpy(zero_copy_only=False).reshape(len(self.chunks[c]), self.dim)
+            if flat.null_count == 0:
+                self._views[c] = view
+        return view
+
+    def read(self, rows: np.ndarray) -> np.ndarray:
+        table_rows = rows if self.table_rows is None else self.table_rows[rows]
+        chunk_of = np.searchsorted(self.starts, table_rows, side="right") - 1
+        out = np.empty((len(rows), self.dim), dtype=np.float32)
+        for c in np.unique(chunk_of):
+            here = chunk_of == c
+            out[here] = self._view(int(c))[table_rows[here] - self.starts[c]]
+        return out
+
+
+def _unit_block(vectors: np.ndarray, rows: np.ndarray, name: str) -> np.ndarray:
+    finite = np.isfinite(vectors).all(axis=1)
+    if not finite.all():
+        bad = rows[~finite]
+        raise SelectionInputError(f"embedding column {name!r} has NaN or infinite values in {_rows_text(bad)}", bad)
+    unit = unit_rows(vectors)
+    zero = ~np.isfinite(unit).all(axis=1)
+    if zero.any():
+        bad = rows[zero]
+        raise SelectionInputError(
+            f"embedding column {name!r} has a zero vector in {_rows_text(bad)}; a zero vector has no direction to "
+            "compare",
+            bad,
+        )
+    return unit
+
+
+# -- the selection ---------------------------------------------------------------------------------------
+def _check_arguments(budget: Any, threshold: Any, block_size: Any) -> None:
+    if isinstance(budget, bool) or not isinstance(budget, (int, np.integer)) or budget < 1:
+        raise ValueError(f"budget must be a whole number of rows, at least 1, got {budget!r}")
+    if (
+        isinstance(threshold, bool)
+        or not isinstance(threshold, (int, float, np.floating, np.integer))
+        or not math.isfinite(threshold)
+    ):
+        raise ValueError(f"threshold must be a finite number (a cosine similarity, e.g. 0.9), got {threshold!r}")
+    if isinstance(block_size, bool) or not isinstance(block_size, (int, np.integer)) or block_size < 1:
+        raise ValueError(f"block_size must be a whole number, at least 1, got {block_size!r}")
+
+
+def _borderline_exceeds(
+    unit: np.ndarray, pairs_i: np.ndarray, others: np.ndarray, threshold: float, chunk: int = 4096
+) -> np.ndarray:
+    """``exceeds`` for the pairs ``(unit[pairs_i[k]], others[k])``, a bounded number of pairs at a time."""
+    out = np.empty(len(pairs_i), dtype=bool)
+    for s in range(0, len(pairs_i), chunk):
+        out[s : s + chunk] = exceeds(unit[pairs_i[s : s + chunk]], others[s : s + chunk], threshold)
+    return out
+
+
+def select_indices(
+    dataset: Any,
+    budget: int,
+    threshold: float = DEFAULT_THRESHOLD,
+    *,
+    score_column: str = SCORE_COLUMN,
+    embedding_column: str = EMBEDDING_COLUMN,
+    block_size: int = DEFAULT_BLOCK_SIZE,
+    device: str | torch.device | None = None,
+    progress: bool = True,
+) -> SelectionResult:
+    """The rows that the Repr Filter selects from ``dataset``, in selection order (SPEC section 7).
+
+    Args:
+        dataset: the pool, a ``datasets.Dataset`` with a score column and an embedding column.
+        budget: how many rows to select (at least 1); fewer come back if the pool runs out first.
+        threshold: a candidate is rejected iff its cosine similarity to a selected row is above this
+            (default 0.9); a similarity exactly at the threshold is kept.
+        score_column: any numeric column (default ``deita_score``); higher scores are taken first, ties in
+            the original row order.
+        embedding_column: vectors, all of one length (default ``embedding``); stored unnormalised.
+        block_size: at most this many candidates per matrix product (a speed/memory knob; the result does
+            not depend on it).
+        device: where the products run; default a GPU when there is one, else the CPU.
+        progress: show a progress bar over the selected rows.
+
+    Raises:
+        SelectionInputError: a NaN or missing score, a zero, non-finite or missing vector (among the rows
+            examined), vectors of different lengths; the message names the rows.
+        KeyError: a column that the pool does not have.
+
+    >>> import numpy as np
+    >>> from datasets import Dataset
+    >>> pool = Dataset.from_dict({"deita_score": [1.0, 3.0, 2.0],
+    ...                           "embedding": np.array([[1, 0], [1, 0.01], [0, 1]], dtype=np.float32)})
+    >>> result = select_indices(pool, budget=3, progress=False)
+    >>> result.indices, result.examined, result.rejected
+    ([1, 2], 3, 1)
+    """
+    _check_dataset(dataset)
+    _check_arguments(budget, threshold, block_size)
+    threshold = float(threshold)
+    budget = int(budget)
+    table_rows = _table_rows(dataset)
+    scores = _scores(dataset, score_column, table_rows)
+    reader = _EmbeddingReader(dataset, embedding_column, table_rows)
+    n = len(scores)
+    # Descending by score, ties in row order: a stable sort of the negated scores.
+    order = np.argsort(-scores, kind="stable")
+    capacity = min(budget, n)
+    device = resolve_device(device)
+    dim = max(reader.dim, 1)
+    margin = float32_error_bound(dim)
+    low, high = threshold - margin, threshold + margin
+    # The selected unit vectors, then room for one block: the block is compared with itself in the same product.
+    # On the CPU, the tensor and its host copy (read by the exact checks) are one buffer.
+    host = np.empty((capacity + block_size, dim), dtype=np.float32)
+    selected = (
+        torch.from_numpy(host) if device.type == "cpu" else torch.empty(host.shape, dtype=torch.float32, device=device)
+    )
+    indices: list[int] = []
+    similarities: list[float] = []
+    examined = 0
+    bar = tqdm(total=capacity, desc="selecting", unit="row", disable=not progress)
+    with _exact_float32_matmul():
+        while len(indices) < capacity and examined < n:
+            k = len(indices)
+            # Size the block to what is likely still needed, judged from the acceptance rate so far.
+            rate = k / examined if examined else 1.0
+            wanted = math.ceil((capacity - k) / max(rate, 1e-3) * 1.1) + 16
+            size = min(block_size, wanted, n - examined)
+            rows = order[examined : examined + size]
+            unit = _unit_block(reader.read(rows), rows, embedding_column)
+            selected[k : k + size] = torch.from_numpy(unit).to(device)
+            block = selected[k : k + size]
+            sims = block @ selected[: k + size].T  # (size, k + size): against the selected rows, then the block
+            against_selected = sims[:, :k]
+            within = sims[:, k:]
+            best = against_selected.max(dim=1).values if k else torch.full((size,), -math.inf, device=device)
+            best_cpu = best.cpu().numpy()
+
+            # Rejected by a selected row: surely above the threshold, or found so by the exact check.
+            rejected = best_cpu > high
+            unsure = np.flatnonzero(~rejected & (best_cpu >= low))
+            if len(unsure):
+                near = against_selected[torch.from_numpy(unsure).to(device)]
+                pi, pj = (x.cpu().numpy() for x in torch.nonzero(near >= low, as_tuple=True))
+                pi = unsure[pi]
+                others = host[pj]
+                over = _borderline_exceeds(unit, pi, others, threshold)
+                rejected[np.unique(pi[over])] = True
+
+            # Conflicts inside the block: pairs (i, j), j < i, both still alive, above the threshold.
+            alive = ~rejected
+            alive_t = torch.from_numpy(alive).to(device)
+            lower = torch.ones((size, size), dtype=torch.bool, device=device).tril(-1)
+            candidate_pairs = (within >= low) & lower & alive_t[:, None] & alive_t[None, :]
+            ci, cj = (x.cpu().numpy() for x in torch.nonzero(candidate_pairs, as_tuple=True))
+            if len(ci):
+                values = within[torch.from_numpy(ci).to(device), torch.from_numpy(cj).to(device)].cpu().numpy()
+                conflict = values > high
+                check = np.flatnonzero(~conflict)
+                if len(check):
+                    conflict[check] = _borderline_exceeds(unit, ci[check], unit[cj[check]], threshold)
+                ci, cj = ci[conflict], cj[conflict]
+            # Greedy in order: a candidate in conflict only with rejected candidates is kept.
+            kept = alive.copy()
+            if len(ci):
+                by_row = np.argsort(ci, kind="stable")
+                ci, cj = ci[by_row], cj[by_row]
+                starts = np.searchsorted(ci, np.arange(size + 1))
+                for i in np.unique(ci):
+                    if kept[i] and kept[cj[starts[i] : starts[i + 1]]].any():
+                        kept[i] = False
+
+            kept_positions = np.flatnonzero(kept)
+            if k + len(kept_positions) >= capacity:
+                kept_positions = kept_positions[: capacity - k]
+                examined += int(kept_positions[-1]) + 1
+            else:
+                examined += size
+            if len(kept_positions) == 0:
+                continue
+            # Highest similarity of each kept row to the rows kept before it (for the report). A kept row's
+            # exact similarities are all <= threshold, so the float32 values are clamped there.
+            kept_t = torch.from_numpy(kept_positions).to(device)
+            before = torch.zeros(size, dtype=torch.bool, device=device)
+            before[kept_t] = True
+            within_best = within.masked_fill(~(lower & before[None, :]), -math.inf).max(dim=1).values
+            nearest = torch.maximum(best, within_best)[kept_t].cpu().numpy().astype(np.float64)
+            nearest = np.minimum(nearest, threshold)
+            nearest[np.isneginf(nearest)] = math.nan
+            # Keep the kept rows' vectors, in order, at the end of the selected set.
+            selected[k : k + len(kept_positions)] = block[kept_t].clone()
+            if device.type != "cpu":
+                host[k : k + len(kept_positions)] = unit[kept_positions]
+            indices.extend(int(r) for r in rows[kept_positions])
+            similarities.extend(nearest.tolist())
+            bar.update(len(kept_positions))
+            bar.set_postfix(examined=examined, refresh=False)
+    bar.close()
+    if len(indices) < budget:
+        logger.info("the pool ran out: selected %d of a budget of %d from %d rows", len(indices), budget, n)
+    return SelectionResult(
+        indices=indices, similarities=similarities, examined=examined, rejected=examined - len(indices)
+    )
+
+
+def deita_select(
+    dataset: Any,
+    budget: int,
+    threshold: float = DEFAULT_THRESHOLD,
+    *,
+    score_column: str = SCORE_COLUMN,
+    embedding_column: str = EMBEDDING_COLUMN,
+    similarity_column: str | None = SIMILARITY_COLUMN,
+    block_size: int = DEFAULT_BLOCK_SIZE,
+    device: str | torch.device | None = None,
+    progress: bool = True,
+) -> Any:
+    """The rows of the pool that the Repr Filter selects, as a ``datasets.Dataset`` in selection order.
+
+    Every column of the pool comes back unchanged, plus ``similarity_column`` (float64): each row's highest
+    cosine similarity to the rows selected before it, NaN for the first (``None`` leaves it out). The
+    selection for a budget is a prefix of the selection for any larger budget. Arguments as in
+    :func:`select_indices`.
+
+    >>> import numpy as np
+    >>> from datasets import Dataset
+    >>> pool = Dataset.from_dict({"id": ["a", "b", "c"], "deita_score": [1.0, 3.0, 2.0],
+    ...                           "embedding": np.array([[1, 0], [1, 0.01], [0, 1]], dtype=np.float32)})
+    >>> deita_select(pool, budget=2, progress=False)["id"]
+    ['b', 'c']
+    """
+    _check_dataset(dataset)
+    if similarity_column is not None and similarity_column in dataset.column_names:
+        raise ValueError(
+            f"the pool already has a column {similarity_column!r}; remove it (dataset.remove_columns) or pass "
+            "another similarity_column name (or None)"
+        )
+    result = select_indices(
+        dataset,
+        budget,
+        threshold,
+        score_column=score_column,
+        embedding_column=embedding_column,
+        block_size=block_size,
+        device=device,
+        progress=progress,
+    )
+    subset = dataset.select(result.indices)
+    if similarity_column is None:
+        return subset.flatten_indices()
+    from datasets import Value
+
+    return subset.add_column(similarity_column, result.similarities, feature=Value("float64"))

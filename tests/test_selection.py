@@ -1,0 +1,303 @@
+"""The Repr Filter selection (SPEC section 7): exactly the sequential loop, however it is blocked."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import Counter
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from datasets import Dataset, Features, List, Value, load_from_disk
+
+from deita_hf.selection import SelectionInputError, deita_select, select_indices, unit_rows
+
+
+def reference_selection(scores, vectors, budget, threshold):
+    """SPEC section 7, one candidate at a time. The vectors are ``unit_rows(vectors)`` (float32); ``cos`` is
+    their exact dot product (float32 products are exact in float64; ``math.fsum`` sums them exactly); a
+    candidate is rejected iff some ``cos > threshold``. Returns the selected rows, the highest ``cos`` of
+    each to the rows before it, and the number of candidates examined."""
+    order = sorted(range(len(scores)), key=lambda i: -scores[i])  # sorted() is stable
+    unit = unit_rows(np.asarray(vectors, dtype=np.float32)).astype(np.float64)
+    selected, nearest, examined = [], [], 0
+    for x in order:
+        if len(selected) == budget:
+            break
+        examined += 1
+        products = [unit[x] * unit[y] for y in selected]
+        if not any(math.fsum([*p.tolist(), -threshold]) > 0 for p in products):
+            selected.append(x)
+            nearest.append(max((math.fsum(p.tolist()) for p in products), default=math.nan))
+    return selected, nearest, examined
+
+
+def pool(scores, vectors, **extra):
+    return Dataset.from_dict(
+        {"deita_score": list(scores), "embedding": np.asarray(vectors, dtype=np.float32), **extra}
+    )
+
+
+def clustered(seed, n, dim, clusters, noise):
+    """``n`` vectors around ``clusters`` centres (near duplicates) and integer scores (many ties)."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(clusters, dim))
+    vectors = centres[rng.integers(0, clusters, n)] + noise * rng.normal(size=(n, dim))
+    return rng.integers(0, 6, n).astype(float), vectors.astype(np.float32)
+
+
+# -- the contract: the sequential loop -----------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("seed", "n", "dim", "clusters", "noise", "threshold", "budget", "block_size"),
+    [
+        (0, 400, 16, 60, 0.3, 0.9, 150, 32),  # planted near duplicates, ties in the scores
+        (1, 400, 16, 60, 0.3, 0.9, 150, 1),  # one candidate per block: the plain loop
+        (2, 300, 8, 300, 1.0, 0.5, 120, 64),  # random directions, a low threshold
+        (3, 500, 32, 20, 0.5, 0.8, 1000, 128),  # the budget is larger than what the pool yields
+        (4, 250, 4, 10, 0.05, 0.99, 40, 7),  # tight clusters in few dimensions, odd block size
+    ],
+)
+def test_selection_equals_the_sequential_loop(seed, n, dim, clusters, noise, threshold, budget, block_size):
+    scores, vectors = clustered(seed, n, dim, clusters, noise)
+    result = select_indices(pool(scores, vectors), budget, threshold, block_size=block_size, progress=False)
+    expected, nearest, examined = reference_selection(scores, vectors, budget, threshold)
+    assert 0 < len(expected) < n  # the case rejects some rows and keeps some
+    assert result.indices == expected
+    assert (result.examined, result.rejected) == (examined, examined - len(expected))
+    np.testing.assert_allclose(result.similarities, nearest, atol=1e-5)  # NaN first in both
+
+
+def test_ties_in_score_keep_the_original_row_order():
+    vectors = np.eye(5, dtype=np.float32)
+    result = select_indices(pool([1.0, 2.0, 1.0, 2.0, 1.0], vectors), budget=5, progress=False)
+    assert result.indices == [1, 3, 0, 2, 4]
+
+
+def test_a_similarity_exactly_at_the_threshold_is_kept():
+    # (3, 4) / 5 is (0.6f, 0.8f); its similarity to (1, 0) is exactly float32(0.6) = 0.60000002384...
+    vectors = [[1, 0], [3, 4]]
+    at = float(np.float32(0.6))
+    assert select_indices(pool([2.0, 1.0], vectors), 2, threshold=at, progress=False).indices == [0, 1]
+    assert select_indices(pool([2.0, 1.0], vectors), 2, threshold=0.6, progress=False).indices == [0]
+
+
+def test_decisions_follow_the_exact_similarity_where_float32_rounding_would_flip_them():
+    rng = np.random.default_rng(7)
+    dim, flips = 256, 0
+    for _ in range(40):
+        a = rng.normal(size=dim)
+        b = 0.9 * a / np.linalg.norm(a) + math.sqrt(1 - 0.81) * rng.normal(size=dim) / math.sqrt(dim)
+        unit = unit_rows(np.array([a, b], dtype=np.float32))
+        float32_dot = float(np.dot(unit[0], unit[1]))
+        exact = math.fsum((unit[0].astype(np.float64) * unit[1].astype(np.float64)).tolist())
+        if float32_dot == exact:
+            continue
+        threshold = (float32_dot + exact) / 2  # float32 arithmetic and exact arithmetic disagree here
+        result = select_indices(pool([2.0, 1.0], np.array([a, b])), 2, threshold, progress=False)
+        assert result.indices == ([0, 1] if exact <= threshold else [0])
+        flips += 1
+    assert flips > 20
+
+
+def test_budget_one_selects_the_highest_scored_row():
+    scores, vectors = clustered(5, 50, 8, 5, 0.3)
+    result = select_indices(pool(scores, vectors), budget=1, progress=False)
+    assert result.indices == [int(np.argmax(scores))]
+    assert (result.examined, result.rejected) == (1, 0)
+    assert math.isnan(result.similarities[0])
+
+
+def test_budget_larger_than_the_pool_examines_every_row():
+    scores, vectors = clustered(6, 80, 8, 10, 0.2)
+    result = select_indices(pool(scores, vectors), budget=1000, progress=False)
+    assert result.examined == 80
+    assert len(result.indices) + result.rejected == 80
+    assert result.indices == reference_selection(scores, vectors, 1000, 0.9)[0]
+
+
+def test_the_selection_for_a_budget_is_a_prefix_of_the_selection_for_a_larger_budget():
+    ds = pool(*clustered(8, 600, 16, 100, 0.3))
+    large = select_indices(ds, 300, block_size=64, progress=False).indices
+    for budget in (1, 17, 64, 65, 200):
+        assert select_indices(ds, budget, block_size=64, progress=False).indices == large[:budget]
+
+
+def test_result_does_not_depend_on_the_block_size():
+    ds = pool(*clustered(9, 500, 16, 80, 0.3))
+    results = {size: select_indices(ds, 200, block_size=size, progress=False) for size in (1, 5, 64, 1024)}
+    assert len({tuple(r.indices) for r in results.values()}) == 1
+    assert len({r.examined for r in results.values()}) == 1
+
+
+def test_kept_rows_report_their_nearest_similarity_at_most_the_threshold():
+    ds = pool(*clustered(10, 400, 16, 30, 0.35))
+    result = select_indices(ds, 100, threshold=0.8, progress=False)
+    similarities = np.array(result.similarities[1:])
+    assert np.all(similarities <= 0.8) and similarities.max() > 0.5
+
+
+# -- storage: views, chunks, files, types --------------------------------------------------------------------
+def same_selection(a, b):
+    """Same rows and counts; the reported similarities agree to float32 accuracy (a float32 product's last
+    bits may depend on memory alignment)."""
+    assert (a.indices, a.examined, a.rejected) == (b.indices, b.examined, b.rejected)
+    np.testing.assert_allclose(a.similarities, b.similarities, atol=1e-6)
+    return True
+
+
+def test_a_dataset_view_selects_by_its_own_row_indices():
+    scores, vectors = clustered(11, 300, 8, 40, 0.3)
+    view = pool(scores, vectors, row=list(range(300))).shuffle(seed=0).select(range(200))  # an indices mapping
+    flat = view.flatten_indices()
+    assert view._indices is not None
+    assert same_selection(select_indices(view, 80, progress=False), select_indices(flat, 80, progress=False))
+
+
+def test_a_memory_mapped_dataset_on_disk_with_many_chunks_gives_the_same_selection(tmp_path):
+    scores, vectors = clustered(12, 3000, 8, 200, 0.3)
+    in_memory = pool(scores, vectors)
+    in_memory.save_to_disk(tmp_path / "pool", max_shard_size="20KB")
+    on_disk = load_from_disk(tmp_path / "pool")
+    assert on_disk.data.table.column("embedding").num_chunks >= 5
+    assert same_selection(select_indices(on_disk, 500, progress=False), select_indices(in_memory, 500, progress=False))
+
+
+def test_fixed_size_float64_and_integer_vectors_are_read_as_float32():
+    scores, vectors = clustered(13, 200, 8, 20, 0.3)
+    expected = select_indices(pool(scores, vectors), 60, progress=False).indices
+    fixed = Dataset(
+        pa.table({"deita_score": scores, "embedding": pa.FixedSizeListArray.from_arrays(vectors.ravel(), 8)})
+    )
+    wide = Dataset.from_dict({"deita_score": scores, "embedding": vectors.astype(np.float64)})
+    assert select_indices(fixed, 60, progress=False).indices == expected
+    assert select_indices(wide, 60, progress=False).indices == expected
+    integers = Dataset.from_dict({"deita_score": [2, 1, 0], "embedding": [[1, 0], [10, 1], [0, 3]]})
+    assert select_indices(integers, 3, progress=False).indices == [0, 2]
+
+
+def test_any_numeric_column_can_be_the_score_and_any_vector_column_the_embedding():
+    vectors = np.eye(3, dtype=np.float32)
+    ds = Dataset.from_dict({"rank": [3, 1, 2], "vec": vectors})
+    assert select_indices(ds, 3, score_column="rank", embedding_column="vec", progress=False).indices == [0, 2, 1]
+
+
+# -- deita_select --------------------------------------------------------------------------------------------
+def test_deita_select_returns_the_rows_in_selection_order_with_every_column_unchanged():
+    scores, vectors = clustered(14, 200, 8, 30, 0.3)
+    ds = pool(scores, vectors, id=[f"row-{i}" for i in range(200)], meta=[{"n": i} for i in range(200)])
+    result = select_indices(ds, 50, progress=False)
+    subset = deita_select(ds, 50, progress=False)
+    assert subset.column_names == ["deita_score", "embedding", "id", "meta", "nearest_selected_similarity"]
+    assert subset["id"] == [f"row-{i}" for i in result.indices]
+    assert subset["meta"] == [{"n": i} for i in result.indices]
+    np.testing.assert_array_equal(np.array(subset["embedding"]), vectors[result.indices])
+    assert subset.features["embedding"] == ds.features["embedding"]
+    np.testing.assert_array_equal(subset["nearest_selected_similarity"], result.similarities)
+
+
+def test_deita_select_without_a_similarity_column():
+    ds = pool(*clustered(15, 50, 8, 10, 0.3))
+    assert deita_select(ds, 5, similarity_column=None, progress=False).column_names == ["deita_score", "embedding"]
+
+
+# -- bad input -----------------------------------------------------------------------------------------------
+def test_nan_score_raises_an_error_naming_the_rows():
+    ds = pool([1.0, math.nan, 2.0, math.nan], np.eye(4))
+    with pytest.raises(SelectionInputError, match=r"'deita_score' is NaN in rows 1, 3") as error:
+        select_indices(ds, 2, progress=False)
+    assert error.value.rows == [1, 3]
+
+
+def test_missing_score_raises_an_error_naming_the_row():
+    ds = Dataset.from_dict({"deita_score": [1.0, None], "embedding": np.eye(2, dtype=np.float32)})
+    with pytest.raises(SelectionInputError, match=r"missing \(null\) in row 1"):
+        select_indices(ds, 2, progress=False)
+
+
+def test_zero_vector_raises_an_error_naming_the_row():
+    ds = pool([3.0, 2.0, 1.0], [[1, 0], [0, 0], [0, 1]])
+    with pytest.raises(SelectionInputError, match=r"zero vector in row 1"):
+        select_indices(ds, 3, progress=False)
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
+def test_non_finite_vector_raises_an_error_naming_the_row(bad):
+    ds = pool([3.0, 2.0, 1.0], [[1, 0], [0, 1], [bad, 1]])
+    with pytest.raises(SelectionInputError, match=r"NaN or infinite values in row 2"):
+        select_indices(ds, 3, progress=False)
+
+
+def test_null_value_inside_a_vector_raises_an_error_naming_the_row():
+    ds = Dataset.from_dict(
+        {"deita_score": [2.0, 1.0], "embedding": [[1.0, 0.0], [None, 1.0]]},
+        features=Features({"deita_score": Value("float64"), "embedding": List(Value("float32"))}),
+    )
+    with pytest.raises(SelectionInputError, match=r"NaN or infinite values in row 1"):
+        select_indices(ds, 2, progress=False)
+
+
+def test_vectors_of_different_lengths_raise_an_error_naming_the_rows():
+    ds = Dataset.from_dict({"deita_score": [1.0, 2.0, 3.0], "embedding": [[1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 1.0]]})
+    with pytest.raises(SelectionInputError, match=r"row 0 has 2 values but row 1 has 3"):
+        select_indices(ds, 2, progress=False)
+
+
+def test_missing_vector_raises_an_error_naming_the_row():
+    ds = Dataset.from_dict({"deita_score": [1.0, 2.0], "embedding": [[1.0, 0.0], None]})
+    with pytest.raises(SelectionInputError, match=r"'embedding' is missing \(null\) in row 1"):
+        select_indices(ds, 2, progress=False)
+
+
+@pytest.mark.parametrize("column", ["score_column", "embedding_column"])
+def test_missing_column_raises_an_error_naming_the_argument(column):
+    ds = pool([1.0], [[1, 0]])
+    with pytest.raises(KeyError, match=rf"{column}='nope' is not a column of the pool"):
+        select_indices(ds, 1, progress=False, **{column: "nope"})
+
+
+@pytest.mark.parametrize("budget", [0, -3, 2.5, True, "10"])
+def test_budget_below_one_or_not_a_whole_number_is_refused(budget):
+    with pytest.raises(ValueError, match="budget must be a whole number of rows, at least 1"):
+        select_indices(pool([1.0], [[1, 0]]), budget, progress=False)
+
+
+def test_non_numeric_score_column_is_refused():
+    ds = Dataset.from_dict({"deita_score": ["high"], "embedding": [[1.0, 0.0]]})
+    with pytest.raises(TypeError, match="score column 'deita_score' must be numeric"):
+        select_indices(ds, 1, progress=False)
+
+
+def test_a_pool_that_is_not_a_dataset_is_refused():
+    with pytest.raises(TypeError, match="must be a datasets.Dataset, got dict"):
+        select_indices({"deita_score": [1.0]}, 1)
+
+
+def test_an_existing_similarity_column_is_not_overwritten():
+    ds = pool([1.0], [[1, 0]], nearest_selected_similarity=[0.5])
+    with pytest.raises(ValueError, match="already has a column 'nearest_selected_similarity'"):
+        deita_select(ds, 1, progress=False)
+
+
+# -- real data -----------------------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_minilm_on_alpaca_eval_selects_fewer_repeated_instructions_at_a_lower_threshold(shared_data, minilm_path):
+    """Each AlpacaEval instruction is answered by four models: the lower the threshold, the fewer of an
+    instruction's answers survive the diversity filter."""
+    from deita_hf.embedding import Embedder
+
+    rows = [json.loads(line) for line in (shared_data / "alpaca_eval_pool.jsonl").open()]
+    ds = Dataset.from_list(rows)
+    # A score that does not group an instruction's answers: the selection meets them in a random order.
+    ds = ds.add_column("deita_score", np.random.default_rng(0).random(len(ds)).tolist())
+    # The first 32 tokens (the instruction and the start of the answer) keep the run short on a CPU.
+    ds = ds.map(
+        Embedder(str(minilm_path), batch_size=64, max_length=32, progress=False), batched=True, batch_size=1000
+    )
+    repeated = {}
+    for threshold in (0.9, 0.7):
+        subset = deita_select(ds, budget=len(ds), threshold=threshold, progress=False)
+        counts = Counter(messages[0]["content"] for messages in subset["messages"])
+        repeated[threshold] = sum(count > 1 for count in counts.values())
+    assert repeated[0.9] > repeated[0.7]
+    print(f"instructions selected more than once: {repeated}")
