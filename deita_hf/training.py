@@ -187,6 +187,8 @@ def preference_pair(row: Mapping[str, Any], index: int | None = None) -> dict[st
             raise RowError(index, f"missing column {column!r}; a preference row needs 'chosen' and 'rejected'")
     chosen = _as_messages(row["chosen"], "assistant", index, "chosen")
     rejected = _as_messages(row["rejected"], "assistant", index, "rejected")
+    if not chosen or not rejected:
+        raise RowError(index, "'chosen' and 'rejected' must not be empty")
     prompt_value = row.get("prompt")
     if len(chosen) > 1 or len(rejected) > 1 or prompt_value is None:
         # Implicit prompt: the conversations share every message but the last.
@@ -207,7 +209,7 @@ def to_preference_dataset(dataset, num_proc: int | None = None):
     """The rows as TRL explicit conversational preference data (``prompt``, ``chosen``, ``rejected``), the other
     columns dropped. See :func:`preference_pair`."""
     return dataset.map(
-        lambda row, index: preference_pair(row, index),
+        preference_pair,
         with_indices=True,
         remove_columns=dataset.column_names,
         num_proc=num_proc,

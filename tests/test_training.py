@@ -141,6 +141,11 @@ def test_pairs_with_different_prompts_are_an_error_naming_the_row():
         preference_pair(row, 7)
 
 
+def test_empty_answer_list_is_an_error_naming_the_row():
+    with pytest.raises(RowError, match="row 3: 'chosen' and 'rejected' must not be empty"):
+        preference_pair({"prompt": "2+2?", "chosen": [], "rejected": "5"}, 3)
+
+
 def test_dpo_data_step_sample_is_seeded_and_nested(shared_data):
     prefs = load_training_data(str(shared_data / "alpaca_eval_prefs.jsonl"))
     ten = sample_rows(prefs, 10, seed=42)["id"][:]
