@@ -1,7 +1,20 @@
 """deita-hf: Deita data selection for instruction tuning, in the Hugging Face ecosystem."""
 
+from .embedding import Embedder, vicuna_text
 from .scoring import ComplexityScorer, DeitaScorer, QualityScorer, deita_score
+from .selection import SelectionResult, deita_select, select_indices
 
 __version__ = "0.1.0"
 
-__all__ = ["ComplexityScorer", "DeitaScorer", "QualityScorer", "deita_score", "__version__"]
+__all__ = [
+    "ComplexityScorer",
+    "DeitaScorer",
+    "Embedder",
+    "QualityScorer",
+    "SelectionResult",
+    "deita_score",
+    "deita_select",
+    "select_indices",
+    "vicuna_text",
+    "__version__",
+]
