@@ -69,7 +69,7 @@ def vicuna_text(messages: Sequence[Mapping[str, str]], only_answer: bool = False
     before the first user message are dropped. With ``only_answer``, the assistant texts joined by
     newlines (the reference's ``only_answer`` text).
 
-    >>> vicuna_text([{"role": "user", "content": "q1"}, {"role": "assistant", "content": "a1"}])[-30:]
+    >>> vicuna_text([{"role": "user", "content": "q1"}, {"role": "assistant", "content": "a1"}])[-40:]
     "'s questions. USER: q1 ASSISTANT: a1</s>"
     >>> vicuna_text([{"role": "user", "content": "q1"}, {"role": "assistant", "content": "a1"}], only_answer=True)
     'a1'

@@ -460,7 +460,7 @@ def deita_select(
     >>> from datasets import Dataset
     >>> pool = Dataset.from_dict({"id": ["a", "b", "c"], "deita_score": [1.0, 3.0, 2.0],
     ...                           "embedding": np.array([[1, 0], [1, 0.01], [0, 1]], dtype=np.float32)})
-    >>> deita_select(pool, budget=2, progress=False)["id"]
+    >>> list(deita_select(pool, budget=2, progress=False)["id"])
     ['b', 'c']
     """
     _check_dataset(dataset)
