@@ -20,6 +20,7 @@ main process merges the shards in order after a barrier, so the result equals a 
 from __future__ import annotations
 
 import contextlib
+import gc
 import hashlib
 import json
 import logging
@@ -445,6 +446,13 @@ def compute_shards(
         _write_shard(folder, k, {name: columns[name] for name in step.columns}, rows_hash(batch), stats)
         bar.update(stop - start)
     bar.close()
+    # Free this step's models (two 13B scorers) before the next step loads its own.
+    del function
+    gc.collect()
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 def _plan_diff(previous: dict[str, Any], plan: dict[str, Any]) -> str:
@@ -673,6 +681,16 @@ def _check_arguments(command: str, groups: dict[type, Any]) -> None:
         raise PipelineError(f"--shard_size must be at least 1, got {data.shard_size}")
     if data.max_rows is not None and data.max_rows < 1:
         raise PipelineError(f"--max_rows must be at least 1, got {data.max_rows}")
+    hub = groups.get(HubArguments)
+    if hub is not None and hub.push_to_hub:
+        from huggingface_hub import get_token
+
+        # Before hours of scoring, not after: a push needs a token.
+        if get_token() is None:
+            raise PipelineError(
+                f"--push_to_hub {hub.push_to_hub} needs a Hugging Face token: log in with `hf auth login` or set "
+                "the HF_TOKEN environment variable"
+            )
     selection = groups.get(SelectionArguments)
     if selection is not None:
         if selection.budget is None or selection.budget < 1:
@@ -795,10 +813,16 @@ def _run(
     if not data.keep_shards:
         _remove(output_dir / SHARDS_DIR)
     pushed = None
-    if hub is not None and hub.push_to_hub and command in ("select", "run"):
+    if hub is not None and hub.push_to_hub:
         from .hub import push_selection
 
-        pushed = push_selection(output_dir, hub.push_to_hub, private=hub.hub_private, license=hub.hub_license)
+        try:
+            pushed = push_selection(output_dir, hub.push_to_hub, private=hub.hub_private, license=hub.hub_license)
+        except Exception as error:
+            raise PipelineError(
+                f"the run is complete in {output_dir}, but the push to {hub.push_to_hub} failed: {error}. Push it "
+                f"again with: deita-hf report {output_dir} --push_to_hub {hub.push_to_hub}"
+            ) from error
     return summary, state == "unfinished", pushed
 
 

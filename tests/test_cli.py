@@ -229,3 +229,12 @@ def test_hub_options_are_documented_on_report(capsys):
     text = capsys.readouterr().out
     for field in dataclasses.fields(HubArguments):
         assert f"--{field.name}" in text
+
+
+def test_the_docs_list_every_option_with_its_default():
+    text = (REPO_ROOT / "docs" / "pipeline.md").read_text()
+    for group in ALL_ARGUMENTS:
+        for field in dataclasses.fields(group):
+            default = field.default
+            shown = "none" if default is None else str(default).lower() if isinstance(default, bool) else default
+            assert f"| `{field.name}` | `{shown}` |" in text, field.name

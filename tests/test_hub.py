@@ -164,3 +164,30 @@ def test_only_a_selection_is_pushed(tmp_path, fake_hub):
     (tmp_path / "summary.json").write_text(json.dumps({"command": "score", "counts": {"pool": 3}}))
     with pytest.raises(ValueError, match="holds a `deita-hf score` run: only a selection is pushed"):
         push_selection(tmp_path, "me/x")
+
+
+def test_a_push_without_a_token_fails_before_any_work(selection_run, monkeypatch, tmp_path, capsys):
+    monkeypatch.setattr(huggingface_hub, "get_token", lambda: None)
+    out = tmp_path / "out"
+    pool = selection_run.parent / "pool"
+    assert main(["select", "--dataset_name", str(pool), "--output_dir", str(out), "--budget", "3",
+                 "--push_to_hub", "me/x"]) == 1  # fmt: skip
+    assert "hf auth login" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_a_failed_push_keeps_the_run_and_says_how_to_push_again(
+    selection_run, fake_hub, monkeypatch, tmp_path, capsys
+):
+    def broken_upload(self, **kwargs):
+        raise ConnectionError("the Hub did not answer")
+
+    monkeypatch.setattr(FakeHfApi, "upload_folder", broken_upload)
+    out = tmp_path / "out"
+    pool = selection_run.parent / "pool"
+    assert main(["select", "--dataset_name", str(pool), "--output_dir", str(out), "--budget", "3",
+                 "--push_to_hub", "me/x"]) == 1  # fmt: skip
+    error = capsys.readouterr().err
+    assert "the Hub did not answer" in error
+    assert f"deita-hf report {out} --push_to_hub me/x" in error
+    assert (out / "summary.json").is_file() and (out / "selected").is_dir()
