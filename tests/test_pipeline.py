@@ -353,18 +353,36 @@ def test_a_killed_run_resumes_to_the_uninterrupted_result(pool_file, reference_r
     _same_outputs(reference_run, out)
 
 
+# accelerate on CPU: a MULTI_GPU launch with use_cpu (a MULTI_CPU config starts one process).
+ACCELERATE_CPU_CONFIG = """\
+compute_environment: LOCAL_MACHINE
+distributed_type: MULTI_GPU
+use_cpu: true
+num_machines: 1
+num_processes: 2
+machine_rank: 0
+main_process_port: {port}
+rdzv_backend: static
+same_network: true
+"""
+
+
 @pytest.mark.slow
-def test_two_processes_give_the_single_process_result(pool_file, reference_run, tmp_path):
+@pytest.mark.parametrize("launcher", ["torchrun", "accelerate"])
+def test_two_processes_give_the_single_process_result(pool_file, reference_run, tmp_path, launcher):
     out = tmp_path / "out"
-    command = [
-        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
-        "-m", "deita_hf.cli", "run", "--dataset_name", str(pool_file), "--output_dir", str(out),
-        *map(str, SUBPROCESS_RUN), "--keep_shards",
-    ]  # fmt: skip
+    if launcher == "torchrun":
+        launch = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517"]
+    else:
+        config = tmp_path / "accelerate.yaml"
+        config.write_text(ACCELERATE_CPU_CONFIG.format(port=29518))
+        launch = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(config)]
+    command = [*launch, "-m", "deita_hf.cli", "run", "--dataset_name", str(pool_file), "--output_dir", str(out),
+               *map(str, SUBPROCESS_RUN), "--keep_shards"]  # fmt: skip
     result = subprocess.run(command, cwd=REPO_ROOT, env=_env(), capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
     # Each process computed its own shards: 0, 2, 4, 6 by process 0 and 1, 3, 5, 7 by process 1.
-    assert "score (process 0)" in result.stderr and "score (process 1)" not in result.stderr
+    assert "process 0 of 2" in result.stderr and "score (process 0)" in result.stderr
     pool, reference = (load_from_disk(str(p / "pool")).to_dict() for p in (out, reference_run))
     assert pool["id"] == reference["id"] and len(set(pool["id"])) == 16
     for column in ("complexity_scores", "quality_scores", "deita_score", "embedding"):
