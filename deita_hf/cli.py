@@ -69,6 +69,10 @@ def _setup_logging() -> None:
     logger.addHandler(handler)
     logger.setLevel(logging.INFO if rank == 0 else logging.WARNING)
     logger.propagate = False
+    # The scorers and the embedder report shortened or truncated texts once per shard; the run's summary counts
+    # them all instead.
+    logging.getLogger("deita_hf.scoring").setLevel(logging.ERROR)
+    logging.getLogger("deita_hf.embedding").setLevel(logging.WARNING)
 
 
 def _report(argv: list[str]) -> int:

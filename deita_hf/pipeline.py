@@ -897,7 +897,8 @@ def format_summary(
     if "complexity" in models:
         lines.append(f"  scorers    complexity {models['complexity']['model']}, quality {models['quality']['model']}")
     if "embedding" in models:
-        lines.append(f"  embedder   {models['embedding']['model']}")
+        extra = ", ".join(f"{key.replace('_', ' ')}: {value}" for key, value in counts.get("embedding", {}).items())
+        lines.append(f"  embedder   {models['embedding']['model']}" + (f"; {extra}" if extra else ""))
     if "turns" in counts:
         line = f"  scored     {counts['turns']} turns"
         if "shortened_prompts" in counts:

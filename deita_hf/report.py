@@ -182,7 +182,7 @@ def _finish(fig: Any, path: Path, title: str | None, smoke: bool) -> None:
         fig.text(
             0.5,
             0.5,
-            "SMOKE RUN: random scorers",
+            "SMOKE RUN: random models",
             ha="center",
             va="center",
             rotation=20,
