@@ -98,8 +98,9 @@ def plot_scores(table: dict[str, list[Any]], selected_mask: np.ndarray, path: Pa
         ax.set_xlim(1, 6)
     scores = np.asarray([np.nan if v is None else v for v in table[SCORE_COLUMN]], dtype=np.float64)
     pool_scores, chosen_scores = _finite(scores), _finite(scores[selected_mask])
-    top = max(pool_scores.max() if len(pool_scores) else 1.0, 1.0)
-    _histograms(axes[0][-1], pool_scores, chosen_scores, np.linspace(0, top, 31), "deita_score (per row)")
+    low, high = (float(pool_scores.min()), float(pool_scores.max())) if len(pool_scores) else (0.0, 1.0)
+    bins = np.linspace(low, high if high > low else low + 1.0, 31)
+    _histograms(axes[0][-1], pool_scores, chosen_scores, bins, "deita_score (per row)")
     _finish(fig, path, "Scores: pool and selection", smoke)
 
 
