@@ -292,6 +292,10 @@ def prepare_output_dir(output_dir: Path, overwrite: bool, info: ProcessInfo) -> 
             for name in OUTPUT_ENTRIES:
                 if name != SHARDS_DIR:
                     _remove(output_dir / name)
+        if output_dir.is_dir():
+            for name in OUTPUT_ENTRIES:  # outputs that a killed run was writing under a temporary name
+                for leftover in output_dir.glob(f".{name}.tmp-*"):
+                    _remove(leftover)
         output_dir.mkdir(parents=True, exist_ok=True)
     barrier(info)
     return state

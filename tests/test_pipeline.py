@@ -211,12 +211,16 @@ def test_resume_recomputes_only_the_missing_shards(pool_file, unfinished_score_r
     shards = out / "shards" / "score"
     expected = as_rows(shards / "00002")
     shutil.rmtree(shards / "00002")
+    # What killed writers leave: a half-written shard and a half-written output, under temporary names.
+    (shards / ".00002.tmp-999").mkdir()
+    (out / ".pool.tmp-999").mkdir()
     before = {k: (shards / k / "shard.json").stat().st_mtime_ns for k in ("00000", "00001", "00003")}
     assert run_cli("score", "--dataset_name", pool_file, "--output_dir", out, *SCORE_MODELS, *SMALL,
                    "--keep_shards") == 0  # fmt: skip
     after = {k: (shards / k / "shard.json").stat().st_mtime_ns for k in before}
     assert after == before
     assert as_rows(shards / "00002") == expected
+    assert not (shards / ".00002.tmp-999").exists() and not (out / ".pool.tmp-999").exists()
 
 
 def test_resume_with_other_settings_is_refused_naming_the_change(pool_file, unfinished_score_run, tmp_path, capsys):
