@@ -7,9 +7,10 @@ command and recipe that reproduce the selection, and the Deita citation.
 The push sends one commit with ``data/train-*.parquet``, ``README.md`` (the card) and ``report/``. The token
 is the one huggingface_hub finds (``HF_TOKEN``, or ``hf auth login``); deita-hf never reads, prints or logs it.
 
->>> card = render_card("outputs/smoke", "me/deita-smoke")  # doctest: +SKIP
->>> card.data.task_categories
-['text-generation']
+Example (after ``deita-hf run --config recipes/smoke/select.yaml``)::
+
+    card = render_card("outputs/smoke", "me/deita-smoke")
+    card.data.task_categories   # ['text-generation']
 """
 
 from __future__ import annotations
