@@ -191,3 +191,15 @@ def test_a_failed_push_keeps_the_run_and_says_how_to_push_again(
     assert "the Hub did not answer" in error
     assert f"deita-hf report {out} --push_to_hub me/x" in error
     assert (out / "summary.json").is_file() and (out / "selected").is_dir()
+
+
+def test_select_with_push_to_hub_pushes_the_finished_selection(selection_run, fake_hub, tmp_path, capsys):
+    out = tmp_path / "out"
+    pool = selection_run.parent / "pool"
+    assert main(["select", "--dataset_name", str(pool), "--output_dir", str(out), "--budget", "3",
+                 "--push_to_hub", "me/x", "--hub_private"]) == 0  # fmt: skip
+    (api,) = fake_hub.instances
+    assert api.calls[0][1]["private"] is True
+    rows = pq.read_table(api.uploaded / "data" / "train-00000-of-00001.parquet").to_pydict()
+    assert rows["id"] == load_from_disk(str(out / "selected"))["id"]
+    assert "hub        https://huggingface.co/datasets/me/x" in capsys.readouterr().out
