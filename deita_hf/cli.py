@@ -108,13 +108,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"deita-hf {__version__}")
         return 0
     command, rest = argv[0], argv[1:]
-    if command in DISPATCHED:
-        return importlib.import_module(DISPATCHED[command]).main(rest) or 0
     if command not in DESCRIPTIONS:
         print(f"deita-hf: unknown command {command!r}\n\n{_usage()}", file=sys.stderr)
         return 2
-    _setup_logging()
     try:
+        if command in DISPATCHED:
+            return importlib.import_module(DISPATCHED[command]).main(rest) or 0
+        _setup_logging()
         if command == "report":
             return _report(rest)
         groups = parse_recipe(
@@ -122,7 +122,9 @@ def main(argv: list[str] | None = None) -> int:
         )
         run_command(command, *groups, command_line=shlex.join(["deita-hf", *argv]))
     except (PipelineError, RowError, FileNotFoundError, PermissionError, ValueError) as error:
-        print(f"deita-hf {command}: error: {error}", file=sys.stderr)
+        if os.environ.get("DEITA_HF_TRACEBACK"):
+            raise
+        print(f"deita-hf {command}: error: {error}\n(set DEITA_HF_TRACEBACK=1 to see where)", file=sys.stderr)
         return 1
     return 0
 

@@ -546,9 +546,11 @@ def scoring_step(scoring: ScoringArguments, data: DataArguments, runtime: Runtim
     def make() -> Any:
         from .scoring import DeitaScorer
 
-        scorer = DeitaScorer(
+        return DeitaScorer(
             resolve_model(scoring.complexity_model),
             resolve_model(scoring.quality_model),
+            complexity_revision=settings["complexity_revision"],
+            quality_revision=settings["quality_revision"],
             format=data.dataset_format,
             on_error=scoring.on_error,
             batch_size=scoring.scorer_batch_size,
@@ -558,10 +560,6 @@ def scoring_step(scoring: ScoringArguments, data: DataArguments, runtime: Runtim
             device=_device(runtime, info),
             trust_remote_code=runtime.trust_remote_code,
         )
-        # The two scorers live in two repositories, each with its own revision (read when the model loads).
-        scorer.complexity.revision = settings["complexity_revision"]
-        scorer.quality.revision = settings["quality_revision"]
-        return scorer
 
     models = {
         "complexity": describe_model(scoring.complexity_model, scoring.complexity_revision, complexity_commit),

@@ -358,7 +358,8 @@ class DeitaScorer:
     """Both scorers and the Deita score ``sum_t c_t * q_t`` (SPEC section 5), in one ``Dataset.map`` call.
 
     Adds ``complexity_scores``, ``quality_scores`` and ``deita_score``. Extra keyword arguments (e.g.
-    ``batch_size``, ``max_length``, ``dtype``) go to both scorers.
+    ``batch_size``, ``max_length``, ``dtype``) go to both scorers; ``complexity_revision`` and
+    ``quality_revision`` pin each scorer's Hub revision.
 
     Example::
 
@@ -372,13 +373,19 @@ class DeitaScorer:
         *,
         complexity_tokenizer: Any = None,
         quality_tokenizer: Any = None,
+        complexity_revision: str | None = None,
+        quality_revision: str | None = None,
         format: str | None = None,
         on_error: str = "raise",
         **scorer_kwargs: Any,
     ):
+        # The two scorers live in two repositories: each has its own revision (`revision=` sets both).
+        revision = scorer_kwargs.pop("revision", None)
         common = dict(format=format, on_error=on_error, **scorer_kwargs)
-        self.complexity = ComplexityScorer(complexity_model, complexity_tokenizer, **common)
-        self.quality = QualityScorer(quality_model, quality_tokenizer, **common)
+        self.complexity = ComplexityScorer(
+            complexity_model, complexity_tokenizer, revision=complexity_revision or revision, **common
+        )
+        self.quality = QualityScorer(quality_model, quality_tokenizer, revision=quality_revision or revision, **common)
         self.format = format
         self.on_error = on_error
 

@@ -347,3 +347,10 @@ def test_deita_score_is_ready_with_the_released_scorers_and_loads_nothing_until_
     assert deita_score.complexity._model is None
     assert len(pickle.dumps(deita_score)) < 4000
     assert deita_score.complexity.trust_remote_code is False
+
+
+def test_deita_scorer_takes_one_revision_per_scorer():
+    scorer = DeitaScorer("org/complexity", "org/quality", complexity_revision="abc123", quality_revision="def456")
+    assert (scorer.complexity.revision, scorer.quality.revision) == ("abc123", "def456")
+    both = DeitaScorer("org/complexity", "org/quality", revision="v1")
+    assert (both.complexity.revision, both.quality.revision) == ("v1", "v1")
