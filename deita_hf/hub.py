@@ -27,12 +27,12 @@ from typing import Any
 import yaml
 
 from . import __version__
-from .constants import CITATION, EMBEDDING_COLUMN
+from .constants import CITATION, EMBEDDING_COLUMN, card_template
 from .report import model_revision
 
 logger = logging.getLogger(__name__)
 
-DATASET_CARD_TEMPLATE = Path(__file__).resolve().parents[1] / "model_cards" / "dataset_card.md"
+DATASET_CARD_TEMPLATE = card_template("dataset_card.md")
 # Parquet files of at most about this many bytes (the Hub's dataset viewer handles them well).
 MAX_SHARD_BYTES = 500 * 1024 * 1024
 

@@ -28,12 +28,12 @@ from typing import Any
 import trl
 
 from .chat_template import set_vicuna_chat_template
-from .constants import CITATION, PAPER_RESULTS, RELEASED_SELECTIONS
+from .constants import CITATION, PAPER_RESULTS, RELEASED_SELECTIONS, card_template
 from .formats import RowError, row_messages
 
 logger = logging.getLogger(__name__)
 
-MODEL_CARD_TEMPLATE = Path(__file__).resolve().parents[1] / "model_cards" / "model_card.md"
+MODEL_CARD_TEMPLATE = card_template("model_card.md")
 
 # Files of a deita-hf selection output folder (`deita_hf.pipeline`): the effective recipe and the run summary.
 RECIPE_FILE = "recipe.yaml"

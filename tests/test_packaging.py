@@ -1,0 +1,34 @@
+"""The wheel ships what the installed package needs: card templates, the smoke sample."""
+
+import subprocess
+import sys
+import zipfile
+
+import pytest
+
+
+@pytest.mark.slow
+def test_the_wheel_ships_the_card_templates_and_the_smoke_sample(tmp_path):
+    from conftest import REPO_ROOT
+
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "-w",
+            str(tmp_path),
+            str(REPO_ROOT),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    (wheel,) = tmp_path.glob("deita_hf-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    assert {"deita_hf/model_cards/model_card.md", "deita_hf/model_cards/dataset_card.md"} <= names
+    assert "deita_hf/data/alpaca_eval_sample.jsonl" in names
+    assert "deita_hf/cli.py" in names
