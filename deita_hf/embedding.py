@@ -345,7 +345,10 @@ class Embedder(LazyModel):
         else:
             batch = self._tokenizer(list(texts), truncation=True, max_length=self._limit)
             ids = batch.input_ids
-            truncated = sum(bool(e.overflowing) for e in batch.encodings) if batch.encodings else 0
+            if batch.encodings is not None:
+                truncated = sum(bool(e.overflowing) for e in batch.encodings)
+            else:  # a Python tokenizer does not say which texts it cut
+                truncated = sum(len(x) > self._limit for x in self._tokenizer(list(texts)).input_ids)
         if truncated:
             self.count("truncated_texts", truncated)
             logger.info("truncated %d text(s) to %d tokens", truncated, self._limit)

@@ -51,7 +51,8 @@ from .modeling import resolve_device
 logger = logging.getLogger(__name__)
 
 SIMILARITY_COLUMN = "nearest_selected_similarity"
-DEFAULT_BLOCK_SIZE = 1024
+DEFAULT_BLOCK_SIZE = 512
+_COLUMN_MULTIPLE = 16
 # Rows named in an error message; the count of the others follows.
 _SHOWN_ROWS = 10
 
@@ -345,10 +346,15 @@ def select_indices(
     low, high = threshold - margin, threshold + margin
     # The selected unit vectors, then room for one block: the block is compared with itself in the same product.
     # On the CPU, the tensor and its host copy (read by the exact checks) are one buffer.
-    host = np.empty((capacity + block_size, dim), dtype=np.float32)
+    # Zeros, not garbage: a product's width is rounded up (below) into rows not yet written.
+    host = np.zeros((capacity + block_size + _COLUMN_MULTIPLE, dim), dtype=np.float32)
     selected = (
-        torch.from_numpy(host) if device.type == "cpu" else torch.empty(host.shape, dtype=torch.float32, device=device)
+        torch.from_numpy(host) if device.type == "cpu" else torch.zeros(host.shape, dtype=torch.float32, device=device)
     )
+    # Strictly lower triangle: candidate i is compared with the candidates j < i of its block.
+    lower = torch.ones((block_size, block_size), dtype=torch.bool, device=device).tril(-1)
+    # One buffer for every block's similarities, rather than fresh memory per block.
+    products = torch.empty(block_size * host.shape[0], dtype=torch.float32, device=device)
     indices: list[int] = []
     similarities: list[float] = []
     examined = 0
@@ -364,9 +370,13 @@ def select_indices(
             unit = _unit_block(reader.read(rows), rows, embedding_column)
             selected[k : k + size] = torch.from_numpy(unit).to(device)
             block = selected[k : k + size]
-            sims = block @ selected[: k + size].T  # (size, k + size): against the selected rows, then the block
+            # (size, k + size): against the selected rows, then against the block itself.
+            # A product whose width is a multiple of 16 runs up to 1.4x faster on a CPU; the extra columns
+            # are ignored.
+            width = -(-(k + size) // _COLUMN_MULTIPLE) * _COLUMN_MULTIPLE
+            sims = torch.matmul(block, selected[:width].T, out=products[: size * width].view(size, width))
             against_selected = sims[:, :k]
-            within = sims[:, k:]
+            within = sims[:, k : k + size]
             best = against_selected.max(dim=1).values if k else torch.full((size,), -math.inf, device=device)
             best_cpu = best.cpu().numpy()
 
@@ -383,10 +393,9 @@ def select_indices(
 
             # Conflicts inside the block: pairs (i, j), j < i, both still alive, above the threshold.
             alive = ~rejected
-            alive_t = torch.from_numpy(alive).to(device)
-            lower = torch.ones((size, size), dtype=torch.bool, device=device).tril(-1)
-            candidate_pairs = (within >= low) & lower & alive_t[:, None] & alive_t[None, :]
-            ci, cj = (x.cpu().numpy() for x in torch.nonzero(candidate_pairs, as_tuple=True))
+            ci, cj = (x.cpu().numpy() for x in torch.nonzero((within >= low) & lower[:size, :size], as_tuple=True))
+            both_alive = alive[ci] & alive[cj]
+            ci, cj = ci[both_alive], cj[both_alive]
             if len(ci):
                 values = within[torch.from_numpy(ci).to(device), torch.from_numpy(cj).to(device)].cpu().numpy()
                 conflict = values > high
@@ -415,14 +424,13 @@ def select_indices(
             # Highest similarity of each kept row to the rows kept before it (for the report). A kept row's
             # exact similarities are all <= threshold, so the float32 values are clamped there.
             kept_t = torch.from_numpy(kept_positions).to(device)
-            before = torch.zeros(size, dtype=torch.bool, device=device)
-            before[kept_t] = True
-            within_best = within.masked_fill(~(lower & before[None, :]), -math.inf).max(dim=1).values
-            nearest = torch.maximum(best, within_best)[kept_t].cpu().numpy().astype(np.float64)
+            n_kept = len(kept_positions)
+            among_kept = within[kept_t][:, kept_t].masked_fill(~lower[:n_kept, :n_kept], -math.inf)
+            nearest = torch.maximum(best[kept_t], among_kept.max(dim=1).values).cpu().numpy().astype(np.float64)
             nearest = np.minimum(nearest, threshold)
             nearest[np.isneginf(nearest)] = math.nan
             # Keep the kept rows' vectors, in order, at the end of the selected set.
-            selected[k : k + len(kept_positions)] = block[kept_t].clone()
+            selected[k : k + len(kept_positions)] = block[kept_t]  # indexing copies before the write
             if device.type != "cpu":
                 host[k : k + len(kept_positions)] = unit[kept_positions]
             indices.extend(int(r) for r in rows[kept_positions])
@@ -479,9 +487,29 @@ def deita_select(
         device=device,
         progress=progress,
     )
-    subset = dataset.select(result.indices)
-    if similarity_column is None:
-        return subset.flatten_indices()
-    from datasets import Value
+    return _rows_in_order(dataset, result, similarity_column, (budget, threshold, score_column, embedding_column))
 
-    return subset.add_column(similarity_column, result.similarities, feature=Value("float64"))
+
+def _rows_in_order(dataset: Any, result: SelectionResult, similarity_column: str | None, settings: tuple) -> Any:
+    """The selected rows as a new in-memory dataset, plus the similarity column.
+
+    The rows are gathered from the Arrow table directly (a copy of the selected rows only), several times
+    faster than ``dataset.select(...).add_column(...)``, which rewrites them through ``map``.
+    """
+    from datasets import Dataset, Value
+    from datasets.fingerprint import Hasher
+    from datasets.table import InMemoryTable
+
+    rows = np.asarray(result.indices, dtype=np.int64)
+    table_rows = _table_rows(dataset)
+    if table_rows is not None:
+        rows = table_rows[rows]
+    table = dataset.data.fast_gather(rows).combine_chunks() if len(rows) else dataset.data.table.slice(0, 0)
+    info = dataset.info.copy()
+    info.features = dataset.features.copy()
+    if similarity_column is not None:
+        table = table.append_column(similarity_column, pa.array(result.similarities, type=pa.float64()))
+        info.features[similarity_column] = Value("float64")
+    # Deterministic, like the fingerprint of a datasets transform: the pool's, the call's settings.
+    fingerprint = Hasher.hash((dataset._fingerprint, "deita_select", similarity_column, settings))
+    return Dataset(InMemoryTable(table), info=info, split=dataset.split, fingerprint=fingerprint)

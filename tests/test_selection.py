@@ -196,6 +196,28 @@ def test_deita_select_returns_the_rows_in_selection_order_with_every_column_unch
     np.testing.assert_array_equal(subset["nearest_selected_similarity"], result.similarities)
 
 
+def test_deita_select_on_a_view_returns_the_views_rows():
+    scores, vectors = clustered(16, 300, 8, 40, 0.3)
+    view = pool(scores, vectors, id=list(range(300))).shuffle(seed=1).select(range(150))
+    result = select_indices(view, 40, progress=False)
+    assert list(deita_select(view, 40, progress=False)["id"]) == [view[i]["id"] for i in result.indices]
+
+
+def test_deita_select_has_a_deterministic_fingerprint():
+    ds = pool(*clustered(17, 100, 8, 10, 0.3))
+    first, again = deita_select(ds, 20, progress=False), deita_select(ds, 20, progress=False)
+    assert first._fingerprint == again._fingerprint != deita_select(ds, 21, progress=False)._fingerprint
+
+
+def test_an_empty_pool_selects_nothing():
+    features = Features({"deita_score": Value("float64"), "embedding": List(Value("float32"))})
+    empty = Dataset.from_dict({"deita_score": [], "embedding": []}, features=features)
+    assert select_indices(empty, 5, progress=False) == select_indices(empty, 5, progress=False)
+    assert select_indices(empty, 5, progress=False).indices == []
+    subset = deita_select(empty, 5, progress=False)
+    assert len(subset) == 0 and subset.column_names == ["deita_score", "embedding", "nearest_selected_similarity"]
+
+
 def test_deita_select_without_a_similarity_column():
     ds = pool(*clustered(15, 50, 8, 10, 0.3))
     assert deita_select(ds, 5, similarity_column=None, progress=False).column_names == ["deita_score", "embedding"]
