@@ -32,10 +32,12 @@ result, however it blocks the work:
 
 from __future__ import annotations
 
+import bisect
 import logging
 import math
+import os
 from collections.abc import Sequence
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -185,11 +187,57 @@ def _scores(dataset: Any, name: str, table_rows: np.ndarray | None) -> np.ndarra
     return scores
 
 
-class _EmbeddingReader:
-    """Reads rows of the embedding column, by dataset row index, as a float32 ``(rows, d)`` array.
+class _MappedFiles:
+    """The files behind this process's memory mappings (Linux ``/proc/self/maps``).
 
-    Each Arrow chunk is seen as an ``(n, d)`` array without copying (for a dataset on disk, a view of the
-    memory-mapped file); reading a block copies only its rows.
+    Rows of a memory-mapped Arrow file are read from the file with ``os.pread`` rather than through the
+    mapping: a page fault maps the neighbouring pages of the file too (read-around), so reading scattered
+    rows through the mapping makes most of the pool resident; a read copies just the row. Where there is
+    no ``/proc/self/maps`` (or the data is in memory), rows are read through the mapping.
+    """
+
+    def __init__(self) -> None:
+        self.segments: list[tuple[int, int, int, str]] = []  # start, end, file offset, path
+        try:
+            with open("/proc/self/maps") as maps:
+                for line in maps:
+                    fields = line.split(maxsplit=5)
+                    if len(fields) == 6 and fields[5].startswith("/") and not fields[5].rstrip().endswith("(deleted)"):
+                        start, end = (int(x, 16) for x in fields[0].split("-"))
+                        self.segments.append((start, end, int(fields[2], 16), fields[5].rstrip("\n")))
+        except OSError:
+            pass
+        self.segments.sort()
+        self.starts = [segment[0] for segment in self.segments]
+        self.descriptors: dict[str, int] = {}
+
+    def locate(self, address: int, size: int) -> tuple[int, int] | None:
+        """An open file descriptor and the offset in it of ``size`` mapped bytes at ``address``, or None."""
+        i = bisect.bisect_right(self.starts, address) - 1
+        if i < 0 or address + size > self.segments[i][1]:
+            return None
+        start, _, offset, path = self.segments[i]
+        if path not in self.descriptors:
+            try:
+                descriptor = os.open(path, os.O_RDONLY)
+            except OSError:
+                return None
+            if hasattr(os, "posix_fadvise"):
+                os.posix_fadvise(descriptor, 0, 0, os.POSIX_FADV_RANDOM)  # no read-ahead of other rows
+            self.descriptors[path] = descriptor
+        return self.descriptors[path], offset + address - start
+
+    def close(self) -> None:
+        for descriptor in self.descriptors.values():
+            os.close(descriptor)
+        self.descriptors.clear()
+
+
+class _EmbeddingReader:
+    """Reads rows of the embedding column, by dataset row index, as a ``(rows, d)`` array.
+
+    A chunk of a memory-mapped file is read row by row from the file (see :class:`_MappedFiles`); a chunk
+    in memory is seen as an ``(n, d)`` array without copying. Either way a read copies only its rows.
     """
 
     def __init__(self, dataset: Any, name: str, table_rows: np.ndarray | None):
@@ -202,6 +250,7 @@ class _EmbeddingReader:
         ) or not (pa.types.is_floating(value_type) or pa.types.is_integer(value_type)):
             raise TypeError(f"embedding column {name!r} must hold lists of numbers, got Arrow type {column.type}")
         self.name = name
+        self.type = column.type
         self.table_rows = table_rows
         lengths = pc.list_value_length(column)
         if table_rows is not None:
@@ -226,27 +275,57 @@ class _EmbeddingReader:
                 raise SelectionInputError(f"embedding column {name!r} holds empty vectors", np.arange(len(lengths)))
         self.chunks = [chunk for chunk in column.chunks if len(chunk)]
         self.starts = np.cumsum([0] + [len(chunk) for chunk in self.chunks])
-        self._views: dict[int, np.ndarray] = {}
+        self.files = _MappedFiles()
+        self._sources: dict[int, Any] = {}
 
-    def _view(self, c: int) -> np.ndarray:
-        view = self._views.get(c)
-        if view is None:
+    def _source(self, c: int) -> Any:
+        """Chunk ``c`` as an ``(n, d)`` array, or as (file descriptor, offset, dtype) of its values."""
+        source = self._sources.get(c)
+        if source is None:
             # flatten() honours the chunk's slice offset; without nulls, to_numpy() does not copy (null values
             # become NaN in a copy, which is not kept: the rows read from it are rejected as non-finite).
             flat = self.chunks[c].flatten()
-            view = flat.to_numpy(zero_copy_only=False).reshape(len(self.chunks[c]), self.dim)
             if flat.null_count == 0:
-                self._views[c] = view
-        return view
+                itemsize = flat.type.byte_width
+                address = flat.buffers()[1].address + flat.offset * itemsize
+                place = self.files.locate(address, len(flat) * itemsize)
+                if place is not None:
+                    source = (*place, np.dtype(flat.type.to_pandas_dtype()))
+            if source is None:
+                source = flat.to_numpy(zero_copy_only=False).reshape(len(self.chunks[c]), self.dim)
+            if flat.null_count == 0:
+                self._sources[c] = source
+        return source
 
-    def read(self, rows: np.ndarray) -> np.ndarray:
+    def read(self, rows: np.ndarray, dtype: Any = np.float32) -> np.ndarray:
         table_rows = rows if self.table_rows is None else self.table_rows[rows]
         chunk_of = np.searchsorted(self.starts, table_rows, side="right") - 1
-        out = np.empty((len(rows), self.dim), dtype=np.float32)
+        out = np.empty((len(rows), self.dim), dtype=dtype)
         for c in np.unique(chunk_of):
-            here = chunk_of == c
-            out[here] = self._view(int(c))[table_rows[here] - self.starts[c]]
+            here = np.flatnonzero(chunk_of == c)
+            local = table_rows[here] - self.starts[c]
+            source = self._source(int(c))
+            if isinstance(source, np.ndarray):
+                out[here] = source[local]
+                continue
+            descriptor, offset, stored = source
+            row_bytes = self.dim * stored.itemsize
+            for i, row in zip(here, local):
+                out[i] = np.frombuffer(os.pread(descriptor, row_bytes, offset + int(row) * row_bytes), dtype=stored)
         return out
+
+    def column(self, rows: np.ndarray) -> pa.Array:
+        """The stored vectors of ``rows``, as an Arrow array of the column's own type (values unchanged)."""
+        values = self.read(rows, dtype=np.dtype(self.type.value_type.to_pandas_dtype()))
+        flat = pa.array(values.reshape(-1), type=self.type.value_type)
+        if pa.types.is_fixed_size_list(self.type):
+            return pa.FixedSizeListArray.from_arrays(flat, self.dim).cast(self.type)
+        large = pa.types.is_large_list(self.type)
+        offsets = pa.array(np.arange(0, values.size + 1, max(self.dim, 1), dtype=np.int64 if large else np.int32))
+        return (pa.LargeListArray if large else pa.ListArray).from_arrays(offsets, flat).cast(self.type)
+
+    def close(self) -> None:
+        self.files.close()
 
 
 def _unit_block(vectors: np.ndarray, rows: np.ndarray, name: str) -> np.ndarray:
@@ -359,7 +438,7 @@ def select_indices(
     similarities: list[float] = []
     examined = 0
     bar = tqdm(total=capacity, desc="selecting", unit="row", disable=not progress)
-    with _exact_float32_matmul():
+    with _exact_float32_matmul(), closing(reader):
         while len(indices) < capacity and examined < n:
             k = len(indices)
             # Size the block to what is likely still needed, judged from the acceptance rate so far.
@@ -487,10 +566,13 @@ def deita_select(
         device=device,
         progress=progress,
     )
-    return _rows_in_order(dataset, result, similarity_column, (budget, threshold, score_column, embedding_column))
+    settings = (budget, threshold, score_column, embedding_column)
+    return _rows_in_order(dataset, result, embedding_column, similarity_column, settings)
 
 
-def _rows_in_order(dataset: Any, result: SelectionResult, similarity_column: str | None, settings: tuple) -> Any:
+def _rows_in_order(
+    dataset: Any, result: SelectionResult, embedding_column: str, similarity_column: str | None, settings: tuple
+) -> Any:
     """The selected rows as a new in-memory dataset, plus the similarity column.
 
     The rows are gathered from the Arrow table directly (a copy of the selected rows only), several times
@@ -502,9 +584,22 @@ def _rows_in_order(dataset: Any, result: SelectionResult, similarity_column: str
 
     rows = np.asarray(result.indices, dtype=np.int64)
     table_rows = _table_rows(dataset)
-    if table_rows is not None:
-        rows = table_rows[rows]
-    table = dataset.data.fast_gather(rows).combine_chunks() if len(rows) else dataset.data.table.slice(0, 0)
+    source = dataset.data.table
+    # The other columns through datasets' gather (views of the rows, then one copy); the vectors, the bulk
+    # of a row, read row by row from the file (see _MappedFiles).
+    others = [name for name in source.column_names if name != embedding_column]
+    with closing(_EmbeddingReader(dataset, embedding_column, table_rows)) as reader:
+        vectors = reader.column(rows)
+    field = source.schema.field(embedding_column)
+    if not others:
+        table = pa.Table.from_arrays([vectors], schema=pa.schema([field]))
+    else:
+        if len(rows):
+            table = InMemoryTable(source.select(others)).fast_gather(rows if table_rows is None else table_rows[rows])
+            table = table.combine_chunks()
+        else:
+            table = source.select(others).slice(0, 0)
+        table = table.add_column(source.column_names.index(embedding_column), field, vectors)
     info = dataset.info.copy()
     info.features = dataset.features.copy()
     if similarity_column is not None:

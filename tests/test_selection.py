@@ -161,6 +161,21 @@ def test_a_memory_mapped_dataset_on_disk_with_many_chunks_gives_the_same_selecti
     on_disk = load_from_disk(tmp_path / "pool")
     assert on_disk.data.table.column("embedding").num_chunks >= 5
     assert same_selection(select_indices(on_disk, 500, progress=False), select_indices(in_memory, 500, progress=False))
+    from_disk, from_memory = deita_select(on_disk, 500, progress=False), deita_select(in_memory, 500, progress=False)
+    assert from_disk.features == from_memory.features
+    np.testing.assert_array_equal(np.array(from_disk["embedding"]), np.array(from_memory["embedding"]))
+
+
+def test_vectors_of_a_memory_mapped_pool_are_read_from_its_file_row_by_row(tmp_path):
+    from deita_hf.selection import _EmbeddingReader
+
+    scores, vectors = clustered(18, 1000, 8, 50, 0.3)
+    pool(scores, vectors).save_to_disk(tmp_path / "pool")
+    reader = _EmbeddingReader(load_from_disk(tmp_path / "pool"), "embedding", None)
+    rows = np.array([999, 3, 500, 3])
+    np.testing.assert_array_equal(reader.read(rows), vectors[rows])
+    assert all(isinstance(source, tuple) for source in reader._sources.values())  # (file, offset, dtype)
+    reader.close()
 
 
 def test_fixed_size_float64_and_integer_vectors_are_read_as_float32():
@@ -174,6 +189,21 @@ def test_fixed_size_float64_and_integer_vectors_are_read_as_float32():
     assert select_indices(wide, 60, progress=False).indices == expected
     integers = Dataset.from_dict({"deita_score": [2, 1, 0], "embedding": [[1, 0], [10, 1], [0, 3]]})
     assert select_indices(integers, 3, progress=False).indices == [0, 2]
+
+
+@pytest.mark.parametrize("kind", ["fixed", "large", "float64"])
+def test_deita_select_keeps_the_vectors_column_type_and_values(kind):
+    scores, vectors = clustered(19, 100, 8, 10, 0.3)
+    column = {
+        "fixed": pa.FixedSizeListArray.from_arrays(vectors.ravel(), 8),
+        "large": pa.array(list(vectors), type=pa.large_list(pa.float32())),
+        "float64": pa.array(list(vectors.astype(np.float64) / 3), type=pa.list_(pa.float64())),
+    }[kind]
+    ds = Dataset(pa.table({"deita_score": scores, "embedding": column}))
+    subset = deita_select(ds, 20, progress=False)
+    rows = select_indices(ds, 20, progress=False).indices
+    assert subset.data.table.column("embedding").type == column.type
+    assert subset["embedding"] == ds.select(rows)["embedding"]
 
 
 def test_any_numeric_column_can_be_the_score_and_any_vector_column_the_embedding():
