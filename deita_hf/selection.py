@@ -359,14 +359,78 @@ def _check_arguments(budget: Any, threshold: Any, block_size: Any) -> None:
         raise ValueError(f"block_size must be a whole number, at least 1, got {block_size!r}")
 
 
-def _borderline_exceeds(
-    unit: np.ndarray, pairs_i: np.ndarray, others: np.ndarray, threshold: float, chunk: int = 4096
-) -> np.ndarray:
-    """``exceeds`` for the pairs ``(unit[pairs_i[k]], others[k])``, a bounded number of pairs at a time."""
-    out = np.empty(len(pairs_i), dtype=bool)
-    for s in range(0, len(pairs_i), chunk):
-        out[s : s + chunk] = exceeds(unit[pairs_i[s : s + chunk]], others[s : s + chunk], threshold)
-    return out
+class _Block:
+    """One block of candidates, compared with the selected rows and with itself by one matrix product.
+
+    ``unit`` are the candidates' unit vectors (host), ``against_selected`` and ``within`` the float32
+    similarities (device); ``margin`` is the float32 error bound around the threshold.
+    """
+
+    def __init__(self, unit, against_selected, within, threshold, margin, host, lower):
+        self.unit, self.against_selected, self.within = unit, against_selected, within
+        self.threshold, self.low, self.high = threshold, threshold - margin, threshold + margin
+        self.host, self.lower = host, lower
+        self.device = within.device
+        size = len(unit)
+        if against_selected.shape[1]:
+            self.best = against_selected.max(dim=1).values
+        else:
+            self.best = torch.full((size,), -math.inf, device=self.device)
+
+    def _exceeds(self, pairs_i: np.ndarray, others: np.ndarray, chunk: int = 4096) -> np.ndarray:
+        """``exceeds`` for the pairs ``(unit[pairs_i[k]], others[k])``, a bounded number at a time."""
+        out = np.empty(len(pairs_i), dtype=bool)
+        for s in range(0, len(pairs_i), chunk):
+            out[s : s + chunk] = exceeds(self.unit[pairs_i[s : s + chunk]], others[s : s + chunk], self.threshold)
+        return out
+
+    def rejected_by_selected(self) -> np.ndarray:
+        """Candidates with a selected row above the threshold: surely (float32), or by the exact check."""
+        best = self.best.cpu().numpy()
+        rejected = best > self.high
+        unsure = np.flatnonzero(~rejected & (best >= self.low))
+        if len(unsure):
+            near = self.against_selected[torch.from_numpy(unsure).to(self.device)]
+            pi, pj = (x.cpu().numpy() for x in torch.nonzero(near >= self.low, as_tuple=True))
+            pi = unsure[pi]
+            rejected[np.unique(pi[self._exceeds(pi, self.host[pj])])] = True
+        return rejected
+
+    def kept(self, alive: np.ndarray) -> np.ndarray:
+        """Greedy in order inside the block: an alive candidate is kept unless it is above the threshold
+        with an earlier candidate of the block that was kept."""
+        size = len(alive)
+        lower = self.lower[:size, :size]
+        ci, cj = (x.cpu().numpy() for x in torch.nonzero((self.within >= self.low) & lower, as_tuple=True))
+        both_alive = alive[ci] & alive[cj]
+        ci, cj = ci[both_alive], cj[both_alive]
+        if len(ci):
+            values = self.within[torch.from_numpy(ci).to(self.device), torch.from_numpy(cj).to(self.device)]
+            conflict = values.cpu().numpy() > self.high
+            check = np.flatnonzero(~conflict)
+            conflict[check] = self._exceeds(ci[check], self.unit[cj[check]])
+            ci, cj = ci[conflict], cj[conflict]
+        kept = alive.copy()
+        if len(ci):
+            by_row = np.argsort(ci, kind="stable")
+            ci, cj = ci[by_row], cj[by_row]
+            starts = np.searchsorted(ci, np.arange(size + 1))
+            for i in np.unique(ci):  # only the candidates with a conflict, in order
+                if kept[i] and kept[cj[starts[i] : starts[i + 1]]].any():
+                    kept[i] = False
+        return kept
+
+    def nearest(self, positions: np.ndarray) -> np.ndarray:
+        """For the kept candidates at ``positions``, the highest similarity to the rows kept before them
+        (NaN for none). A kept row's exact similarities are all at most the threshold, so the float32
+        values are clamped there."""
+        kept = torch.from_numpy(positions).to(self.device)
+        n = len(positions)
+        among_kept = self.within[kept][:, kept].masked_fill(~self.lower[:n, :n], -math.inf)
+        nearest = torch.maximum(self.best[kept], among_kept.max(dim=1).values).cpu().numpy().astype(np.float64)
+        nearest = np.minimum(nearest, self.threshold)
+        nearest[np.isneginf(nearest)] = math.nan
+        return nearest
 
 
 def select_indices(
@@ -422,14 +486,14 @@ def select_indices(
     device = resolve_device(device)
     dim = max(reader.dim, 1)
     margin = float32_error_bound(dim)
-    low, high = threshold - margin, threshold + margin
-    # The selected unit vectors, then room for one block: the block is compared with itself in the same product.
-    # On the CPU, the tensor and its host copy (read by the exact checks) are one buffer.
-    # Zeros, not garbage: a product's width is rounded up (below) into rows not yet written.
+    # The selected unit vectors, then room for one block, which is compared with itself in the same
+    # product. Only finite values (zeros at first): a product's width is rounded up past the block. On the
+    # CPU, the tensor and its host copy (read by the exact checks) are one buffer.
     host = np.zeros((capacity + block_size + _COLUMN_MULTIPLE, dim), dtype=np.float32)
-    selected = (
-        torch.from_numpy(host) if device.type == "cpu" else torch.zeros(host.shape, dtype=torch.float32, device=device)
-    )
+    if device.type == "cpu":
+        selected = torch.from_numpy(host)
+    else:
+        selected = torch.zeros(host.shape, dtype=torch.float32, device=device)
     # Strictly lower triangle: candidate i is compared with the candidates j < i of its block.
     lower = torch.ones((block_size, block_size), dtype=torch.bool, device=device).tril(-1)
     # One buffer for every block's similarities, rather than fresh memory per block.
@@ -443,78 +507,33 @@ def select_indices(
             k = len(indices)
             # Size the block to what is likely still needed, judged from the acceptance rate so far.
             rate = k / examined if examined else 1.0
-            wanted = math.ceil((capacity - k) / max(rate, 1e-3) * 1.1) + 16
-            size = min(block_size, wanted, n - examined)
+            size = min(block_size, math.ceil((capacity - k) / max(rate, 1e-3) * 1.1) + 16, n - examined)
             rows = order[examined : examined + size]
             unit = _unit_block(reader.read(rows), rows, embedding_column)
             selected[k : k + size] = torch.from_numpy(unit).to(device)
-            block = selected[k : k + size]
-            # (size, k + size): against the selected rows, then against the block itself.
-            # A product whose width is a multiple of 16 runs up to 1.4x faster on a CPU; the extra columns
-            # are ignored.
+            # Against the selected rows, then against the block itself. A product whose width is a
+            # multiple of 16 runs up to 1.4x faster on a CPU; the extra columns are ignored.
             width = -(-(k + size) // _COLUMN_MULTIPLE) * _COLUMN_MULTIPLE
-            sims = torch.matmul(block, selected[:width].T, out=products[: size * width].view(size, width))
-            against_selected = sims[:, :k]
-            within = sims[:, k : k + size]
-            best = against_selected.max(dim=1).values if k else torch.full((size,), -math.inf, device=device)
-            best_cpu = best.cpu().numpy()
+            sims = torch.matmul(
+                selected[k : k + size], selected[:width].T, out=products[: size * width].view(size, width)
+            )
+            block = _Block(unit, sims[:, :k], sims[:, k : k + size], threshold, margin, host, lower)
+            kept = np.flatnonzero(block.kept(~block.rejected_by_selected()))
 
-            # Rejected by a selected row: surely above the threshold, or found so by the exact check.
-            rejected = best_cpu > high
-            unsure = np.flatnonzero(~rejected & (best_cpu >= low))
-            if len(unsure):
-                near = against_selected[torch.from_numpy(unsure).to(device)]
-                pi, pj = (x.cpu().numpy() for x in torch.nonzero(near >= low, as_tuple=True))
-                pi = unsure[pi]
-                others = host[pj]
-                over = _borderline_exceeds(unit, pi, others, threshold)
-                rejected[np.unique(pi[over])] = True
-
-            # Conflicts inside the block: pairs (i, j), j < i, both still alive, above the threshold.
-            alive = ~rejected
-            ci, cj = (x.cpu().numpy() for x in torch.nonzero((within >= low) & lower[:size, :size], as_tuple=True))
-            both_alive = alive[ci] & alive[cj]
-            ci, cj = ci[both_alive], cj[both_alive]
-            if len(ci):
-                values = within[torch.from_numpy(ci).to(device), torch.from_numpy(cj).to(device)].cpu().numpy()
-                conflict = values > high
-                check = np.flatnonzero(~conflict)
-                if len(check):
-                    conflict[check] = _borderline_exceeds(unit, ci[check], unit[cj[check]], threshold)
-                ci, cj = ci[conflict], cj[conflict]
-            # Greedy in order: a candidate in conflict only with rejected candidates is kept.
-            kept = alive.copy()
-            if len(ci):
-                by_row = np.argsort(ci, kind="stable")
-                ci, cj = ci[by_row], cj[by_row]
-                starts = np.searchsorted(ci, np.arange(size + 1))
-                for i in np.unique(ci):
-                    if kept[i] and kept[cj[starts[i] : starts[i + 1]]].any():
-                        kept[i] = False
-
-            kept_positions = np.flatnonzero(kept)
-            if k + len(kept_positions) >= capacity:
-                kept_positions = kept_positions[: capacity - k]
-                examined += int(kept_positions[-1]) + 1
+            if k + len(kept) >= capacity:  # the budget fills inside this block
+                kept = kept[: capacity - k]
+                examined += int(kept[-1]) + 1
             else:
                 examined += size
-            if len(kept_positions) == 0:
+            if len(kept) == 0:
                 continue
-            # Highest similarity of each kept row to the rows kept before it (for the report). A kept row's
-            # exact similarities are all <= threshold, so the float32 values are clamped there.
-            kept_t = torch.from_numpy(kept_positions).to(device)
-            n_kept = len(kept_positions)
-            among_kept = within[kept_t][:, kept_t].masked_fill(~lower[:n_kept, :n_kept], -math.inf)
-            nearest = torch.maximum(best[kept_t], among_kept.max(dim=1).values).cpu().numpy().astype(np.float64)
-            nearest = np.minimum(nearest, threshold)
-            nearest[np.isneginf(nearest)] = math.nan
-            # Keep the kept rows' vectors, in order, at the end of the selected set.
-            selected[k : k + len(kept_positions)] = block[kept_t]  # indexing copies before the write
+            similarities.extend(block.nearest(kept).tolist())
+            # The kept rows' vectors join the selected set, in order.
+            selected[k : k + len(kept)] = torch.from_numpy(unit[kept]).to(device)
             if device.type != "cpu":
-                host[k : k + len(kept_positions)] = unit[kept_positions]
-            indices.extend(int(r) for r in rows[kept_positions])
-            similarities.extend(nearest.tolist())
-            bar.update(len(kept_positions))
+                host[k : k + len(kept)] = unit[kept]
+            indices.extend(int(r) for r in rows[kept])
+            bar.update(len(kept))
             bar.set_postfix(examined=examined, refresh=False)
     bar.close()
     if len(indices) < budget:
