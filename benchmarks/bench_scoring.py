@@ -34,8 +34,14 @@ SIZES = {
     "tiny": dict(
         hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, intermediate_size=128
     ),
+    # The usual 0.02 init: the activation scale of a trained model (see deita_hf.tiny.tiny_causal_lm).
     "150m": dict(
-        hidden_size=1024, num_hidden_layers=8, num_attention_heads=16, num_key_value_heads=16, intermediate_size=2816
+        hidden_size=1024,
+        num_hidden_layers=8,
+        num_attention_heads=16,
+        num_key_value_heads=16,
+        intermediate_size=2816,
+        initializer_range=0.02,
     ),
 }
 

@@ -63,8 +63,14 @@ def tiny_causal_lm(
     num_key_value_heads: int = 2,
     intermediate_size: int = 64,
     max_position_embeddings: int = 2048,
+    initializer_range: float = 0.2,
 ) -> Any:
-    """A random-weight LLaMA or Mistral causal LM sized for CPU tests, in fp32."""
+    """A random-weight LLaMA or Mistral causal LM sized for CPU tests, in fp32.
+
+    The default ``initializer_range`` of 0.2 (ten times the usual) spreads the digit logits of a tiny model,
+    so that scores of different texts differ visibly; pass 0.02 for a larger model with the activation scale
+    of a trained one (a 0.2 init makes a deep, wide model chaotic: fp32 rounding then moves its scores).
+    """
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM, MistralConfig, MistralForCausalLM
 
@@ -84,10 +90,9 @@ def tiny_causal_lm(
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
         tie_word_embeddings=False,
+        initializer_range=initializer_range,
     )
     torch.manual_seed(seed)
-    # A larger init spreads the digit logits, so that scores of different texts differ visibly.
-    config.initializer_range = 0.2
     return model_class(config).float().eval()
 
 
