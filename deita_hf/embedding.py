@@ -48,7 +48,6 @@ from .modeling import LazyModel, split_map_args
 logger = logging.getLogger(__name__)
 
 KINDS = ("auto", "causal_lm", "sentence")
-_WIDTH_MULTIPLE = 16
 
 
 def _conversation(messages: Sequence[Mapping[str, str]]) -> tuple[str | None, list[Mapping[str, str]]]:
@@ -358,10 +357,7 @@ class Embedder(LazyModel):
     @torch.inference_mode()
     def _forward(self, id_lists: Sequence[Sequence[int]]) -> torch.Tensor:
         device = self._device
-        # Widths rounded up to a multiple of 16 (within the length limit): a CPU backend compiles its kernels
-        # once per input shape, and a few shapes reused run several times faster than a new shape per batch.
-        longest = max(len(ids) for ids in id_lists)
-        width = max(longest, min(-(-longest // _WIDTH_MULTIPLE) * _WIDTH_MULTIPLE, self._limit))
+        width = max(len(ids) for ids in id_lists)
         pad = self._tokenizer.pad_token_id
         pad = 0 if pad is None else pad
         # Sentence encoders have absolute positions: always pad them on the right.
