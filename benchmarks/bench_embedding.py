@@ -27,12 +27,11 @@ ROOT = Path(__file__).resolve().parents[1]
 POOL = ROOT.parent / "shared" / "data" / "alpaca_eval_pool.jsonl"
 
 
-def mistral_tokenizer():
+def mistral_tokenizer(folder: Path):
     """The real Mistral-7B-v0.1 tokenizer that ``mistral-common`` ships, loaded as the reference stack did."""
     import mistral_common
     from transformers import LlamaTokenizer
 
-    folder = Path(tempfile.mkdtemp(prefix="bench-embedding-"))
     shutil.copyfile(Path(mistral_common.__file__).parent / "data" / "tokenizer.model.v1", folder / "tokenizer.model")
     tokenizer = LlamaTokenizer.from_pretrained(folder, legacy=True, add_bos_token=True)
     tokenizer.pad_token = tokenizer.unk_token
@@ -72,7 +71,8 @@ def main() -> None:
     from deita_hf import Embedder
     from deita_hf.tiny import tiny_causal_lm
 
-    tokenizer = mistral_tokenizer()
+    folder = tempfile.TemporaryDirectory(prefix="bench-embedding-")
+    tokenizer = mistral_tokenizer(Path(folder.name))
     tiny = tiny_causal_lm(tokenizer, architecture="mistral")
     measure(
         "tiny Mistral (causal_lm, CPU)",
@@ -98,6 +98,7 @@ def main() -> None:
         measure(f"Mistral-7B size, random weights (bf16, {torch.cuda.get_device_name()})", embedder, messages)
     else:
         print("no GPU here: the 7B-size run is skipped")
+    folder.cleanup()
 
 
 if __name__ == "__main__":
