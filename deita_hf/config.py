@@ -87,7 +87,8 @@ class ScoringArguments:
         complexity_revision: its Hub revision (branch, tag or commit).
         quality_model: the quality scorer (default ``hkust-nlp/deita-quality-scorer``).
         quality_revision: its Hub revision.
-        scorer_batch_size: prompts per forward pass (default 16).
+        scorer_batch_size: most prompts per forward pass (default 64).
+        scorer_max_batch_tokens: most padded tokens per forward pass (default: 1024 on CPU, 16384 on GPU).
         scorer_max_length: longest prompt in tokens; longer prompts are shortened (default: the model's context).
         scorer_dtype: compute dtype (default: bf16 on GPU, fp32 on CPU).
         on_error: ``raise`` (default) on a row that cannot be read, or ``nan`` to record NaN scores, count the
@@ -102,7 +103,10 @@ class ScoringArguments:
     complexity_revision: str | None = _help("Hub revision of the complexity scorer.", None)
     quality_model: str = _help("Quality scorer: Hub id, local folder, or tiny-random:seed=N.", QUALITY_SCORER_ID)
     quality_revision: str | None = _help("Hub revision of the quality scorer.", None)
-    scorer_batch_size: int = _help("Prompts per forward pass of a scorer.", 16)
+    scorer_batch_size: int = _help("Most prompts per forward pass of a scorer.", 64)
+    scorer_max_batch_tokens: int | None = _help(
+        "Most padded tokens per forward pass of a scorer (default: 1024 on CPU, 16384 on GPU).", None
+    )
     scorer_max_length: int | None = _help("Longest scorer prompt in tokens (default: the model's context).", None)
     scorer_dtype: str | None = _help("Scorer compute dtype (default: bfloat16 on GPU, float32 on CPU).", None)
     on_error: Literal["raise", "nan"] = _help(

@@ -554,6 +554,7 @@ def scoring_step(scoring: ScoringArguments, data: DataArguments, runtime: Runtim
             format=data.dataset_format,
             on_error=scoring.on_error,
             batch_size=scoring.scorer_batch_size,
+            max_batch_tokens=scoring.scorer_max_batch_tokens,
             max_length=scoring.scorer_max_length,
             progress=False,
             dtype=scoring.scorer_dtype,

@@ -81,7 +81,8 @@ class TurnScorer(LazyModel):
         tokenizer: Any = None,
         *,
         format: str | None = None,
-        batch_size: int = 16,
+        batch_size: int = 64,
+        max_batch_tokens: int | None = None,
         max_length: int | None = None,
         on_error: str = "raise",
         reuse_prefix: bool = True,
@@ -94,7 +95,10 @@ class TurnScorer(LazyModel):
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         self.format = format
+        if max_batch_tokens is not None and max_batch_tokens < 1:
+            raise ValueError(f"max_batch_tokens must be at least 1, got {max_batch_tokens}")
         self.batch_size = batch_size
+        self.max_batch_tokens = max_batch_tokens
         self.max_length = max_length
         self.on_error = on_error
         self.reuse_prefix = reuse_prefix
@@ -215,6 +219,29 @@ class TurnScorer(LazyModel):
             logits = logits + bias
         return expected_score(logits).cpu()
 
+    @property
+    def effective_max_batch_tokens(self) -> int:
+        """Padded tokens per forward pass: ``max_batch_tokens``, else 1024 on CPU and 16384 on GPU."""
+        if self.max_batch_tokens is not None:
+            return self.max_batch_tokens
+        return 16384 if self._device is not None and self._device.type == "cuda" else 1024
+
+    def _batches(self, members: list[int], id_lists: Sequence[Sequence[int]], prefix_len: int) -> list[list[int]]:
+        """Split rows sorted by length (longest first) into forward batches of at most ``batch_size`` rows and
+        ``max_batch_tokens`` padded tokens: short prompts travel many to a batch, long ones few, and little
+        compute goes to padding."""
+        budget = self.effective_max_batch_tokens
+        batches: list[list[int]] = []
+        for i in members:
+            if batches:
+                batch = batches[-1]
+                width = len(id_lists[batch[0]]) - prefix_len
+                if len(batch) < self.batch_size and (len(batch) + 1) * width <= budget:
+                    batch.append(i)
+                    continue
+            batches.append([i])
+        return batches
+
     def score_ids(self, id_lists: Sequence[Sequence[int]]) -> list[float]:
         """Scores of encoded prompts, batched by length; returned in input order."""
         self.load()
@@ -227,9 +254,7 @@ class TurnScorer(LazyModel):
         batches = []
         for prefix_len, members in groups.items():
             members.sort(key=lambda i: -len(id_lists[i]))
-            batches += [
-                (prefix_len, members[k : k + self.batch_size]) for k in range(0, len(members), self.batch_size)
-            ]
+            batches += [(prefix_len, batch) for batch in self._batches(members, id_lists, prefix_len)]
         bar = tqdm(
             total=len(id_lists),
             desc=self.column,
@@ -278,7 +303,9 @@ class ComplexityScorer(TurnScorer):
         tokenizer: Hub id, local path or loaded tokenizer (default: the model's).
         format: the row format (``"messages"``, ``"sharegpt"``, ``"alpaca"``, ``"prompt_response"``);
             detected from the columns when ``None``.
-        batch_size: prompts per forward pass (prompts are sorted by length into batches).
+        batch_size: most prompts per forward pass (prompts are sorted by length into batches).
+        max_batch_tokens: most padded tokens per forward pass (default 1024 on CPU, 16384 on GPU): short
+            prompts go many to a batch, long ones few.
         max_length: longest prompt in tokens (default: the model's context); longer prompts are shortened
             by cutting text out of the middle of the response, then of the instruction, and counted in
             ``stats["shortened_prompts"]``.

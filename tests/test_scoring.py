@@ -354,3 +354,20 @@ def test_deita_scorer_takes_one_revision_per_scorer():
     assert (scorer.complexity.revision, scorer.quality.revision) == ("abc123", "def456")
     both = DeitaScorer("org/complexity", "org/quality", revision="v1")
     assert (both.complexity.revision, both.quality.revision) == ("v1", "v1")
+
+
+def test_forward_batches_respect_the_row_and_padded_token_limits(tiny_llama, byte_tokenizer):
+    scorer = make(ComplexityScorer, tiny_llama, byte_tokenizer, batch_size=3, max_batch_tokens=20)
+    lengths = [12, 9, 5, 5, 4, 4, 4, 3, 1]  # sorted longest first, as score_ids sorts them
+    id_lists = [[0] * n for n in lengths]
+    batches = scorer._batches(list(range(len(lengths))), id_lists, prefix_len=0)
+    assert batches == [[0], [1, 2], [3, 4, 5], [6, 7, 8]]
+    assert all(len(b) <= 3 and len(b) * lengths[b[0]] <= 20 for b in batches)
+    assert sorted(i for b in batches for i in b) == list(range(len(lengths)))
+
+
+def test_max_batch_tokens_changes_no_score(tiny_llama, byte_tokenizer):
+    small = make(QualityScorer, tiny_llama, byte_tokenizer, max_batch_tokens=40)(ALPACA_BATCH)["quality_scores"]
+    large = make(QualityScorer, tiny_llama, byte_tokenizer, max_batch_tokens=100000)(ALPACA_BATCH)["quality_scores"]
+    for a, b in zip(small, large):
+        assert abs(a[0] - b[0]) < 1e-5
