@@ -93,7 +93,8 @@ def main() -> None:
     )
     parser.add_argument("--sizes", default="tiny,150m")
     parser.add_argument("--kind", default="complexity,quality")
-    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--max-batch-tokens", type=int, default=None, help="default: the scorer's (1024 on CPU)")
     args = parser.parse_args()
     if not DATA.exists():
         sys.exit(f"{DATA} not found: the benchmark reads the real data in ../shared/data")
@@ -102,7 +103,10 @@ def main() -> None:
     turns = load_turns(args.rows)
     peak = matmul_gflops()
     print(f"machine: {torch.get_num_threads()} threads, fp32 matmul {peak:.1f} GFLOP/s (2048^3)")
-    print(f"data: {len(turns)} instructions from {DATA.name}; batch size {args.batch_size}")
+    print(
+        f"data: {len(turns)} instructions from {DATA.name}; batches of at most {args.batch_size} prompts and "
+        f"{args.max_batch_tokens or 'the default'} padded tokens"
+    )
     header = f"{'model':>6} {'prompt':>10} {'params':>8} {'ref/s':>8} {'deita/s':>8} {'ratio':>6} {'no-prefix/s':>11} {'prefix gain':>11} {'GFLOP/s':>8} {'of peak':>7} {'max|diff|':>9}"
     print(header)
     for size in args.sizes.split(","):
@@ -110,8 +114,17 @@ def main() -> None:
         n_layer_params = layer_parameters(model)
         for kind in args.kind.split(","):
             scorer_class = {"complexity": ComplexityScorer, "quality": QualityScorer}[kind]
-            scorer = scorer_class(model, tokenizer, batch_size=args.batch_size, progress=False)
-            plain = scorer_class(model, tokenizer, batch_size=args.batch_size, progress=False, reuse_prefix=False)
+            scorer = scorer_class(
+                model, tokenizer, batch_size=args.batch_size, max_batch_tokens=args.max_batch_tokens, progress=False
+            )
+            plain = scorer_class(
+                model,
+                tokenizer,
+                batch_size=args.batch_size,
+                max_batch_tokens=args.max_batch_tokens,
+                progress=False,
+                reuse_prefix=False,
+            )
             batch = {"prompt": [u for u, _ in turns], "response": [a for _, a in turns]}
             scorer({"prompt": batch["prompt"][:4], "response": batch["response"][:4]})  # warm-up
             plain({"prompt": batch["prompt"][:4], "response": batch["response"][:4]})
