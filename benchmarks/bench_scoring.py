@@ -43,6 +43,15 @@ SIZES = {
         intermediate_size=2816,
         initializer_range=0.02,
     ),
+    # Mistral-7B's shape, for a GPU machine (the scorer then runs in bf16): `--sizes 7b --reference-rows 64`.
+    "7b": dict(
+        hidden_size=4096,
+        num_hidden_layers=32,
+        num_attention_heads=32,
+        num_key_value_heads=8,
+        intermediate_size=14336,
+        initializer_range=0.02,
+    ),
 }
 
 
