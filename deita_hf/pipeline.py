@@ -537,6 +537,7 @@ def scoring_step(scoring: ScoringArguments, data: DataArguments, runtime: Runtim
         "quality_model": scoring.quality_model,
         "quality_revision": quality_commit or scoring.quality_revision,
         "batch_size": scoring.scorer_batch_size,
+        "max_batch_tokens": scoring.scorer_max_batch_tokens,
         "max_length": scoring.scorer_max_length,
         "dtype": scoring.scorer_dtype,
         "format": data.dataset_format,
