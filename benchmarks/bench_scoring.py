@@ -26,6 +26,7 @@ from pathlib import Path
 import torch
 
 from deita_hf import ComplexityScorer, QualityScorer
+from deita_hf.modeling import resolve_device, resolve_dtype
 from deita_hf.reference import reference_score
 from deita_hf.tiny import tiny_causal_lm
 
@@ -66,12 +67,19 @@ def mistral_tokenizer():
     return tokenizer
 
 
-def matmul_gflops(n: int = 2048, repeats: int = 10) -> float:
-    a, b = torch.randn(n, n), torch.randn(n, n)
+def matmul_gflops(device: torch.device, dtype: torch.dtype, n: int = 2048, repeats: int = 10) -> float:
+    """The measured matrix-multiply rate where the scorer runs (fp32 on CPU, bf16 on GPU, its defaults)."""
+    if device.type == "cuda":
+        n, repeats = 8192, 50
+    a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
     torch.mm(a, b)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
     start = time.perf_counter()
     for _ in range(repeats):
         torch.mm(a, b)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
     return 2 * n**3 * repeats / (time.perf_counter() - start) / 1e9
 
 
@@ -110,8 +118,11 @@ def main() -> None:
     torch.set_grad_enabled(False)
     tokenizer = mistral_tokenizer()
     turns = load_turns(args.rows)
-    peak = matmul_gflops()
-    print(f"machine: {torch.get_num_threads()} threads, fp32 matmul {peak:.1f} GFLOP/s (2048^3)")
+    device = resolve_device()
+    dtype = resolve_dtype(None, device)
+    peak = matmul_gflops(device, dtype)
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{torch.get_num_threads()} CPU threads"
+    print(f"machine: {where}, {str(dtype).replace('torch.', '')} matmul {peak:.1f} GFLOP/s")
     print(
         f"data: {len(turns)} instructions from {DATA.name}; batches of at most {args.batch_size} prompts and "
         f"{args.max_batch_tokens or 'the default'} padded tokens"
