@@ -153,6 +153,10 @@ class SelectionArguments:
     Args:
         budget: how many rows to select (required by ``select`` and ``run``).
         threshold: reject a row whose cosine similarity to a selected row is above this (default 0.9).
+        strategy: ``deita`` (default: score-first with the Repr Filter) or one of the paper's baselines at the
+            same budget: ``score``, ``complexity``, ``quality``, ``length``, ``random`` (docs/selection.md).
+        seed: the seed of the ``random`` strategy (default 42).
+        compare: also run every strategy on the pool and compare their subsets in the report (default ``False``).
     """
 
     _argument_group_name = "selection"
@@ -161,6 +165,13 @@ class SelectionArguments:
     threshold: float = _help(
         "Reject a row whose cosine similarity to a selected row is above this.", DEFAULT_THRESHOLD
     )
+    strategy: Literal["deita", "score", "complexity", "quality", "length", "random"] = _help(
+        "deita (score-first with the diversity filter) or a baseline of the paper: score, complexity, quality, "
+        "length, random.",
+        "deita",
+    )
+    seed: int = _help("Seed of the random strategy.", 42)
+    compare: bool = _help("Also run every strategy and compare their subsets in the report.", False)
 
 
 @dataclass

@@ -617,18 +617,20 @@ def _device(runtime: RuntimeArguments, info: ProcessInfo) -> str:
 
 
 def select_pool(
-    pool: Any, selection: SelectionArguments, runtime: RuntimeArguments
+    pool: Any, selection: SelectionArguments, runtime: RuntimeArguments, row_format: str | None = None
 ) -> tuple[Any, Any, dict[str, int]]:
-    """Run the selection on the pool's rows with a finite score.
+    """Run the selection (``selection.strategy``) on the pool's rows with a finite score.
 
     Returns the selected rows (selection order, with ``nearest_selected_similarity``), the report's per-row
     table of the pool (scores, ``selection_rank``, ``nearest_selected_similarity``) and the counts.
     """
     from datasets import Dataset, Value
 
-    from .selection import select_indices
+    from .strategies import strategy_indices
 
-    for column in (SCORE_COLUMN, EMBEDDING_COLUMN):
+    for column in (
+        (SCORE_COLUMN, EMBEDDING_COLUMN) if selection.strategy == "deita" or selection.compare else (SCORE_COLUMN,)
+    ):
         if column not in pool.column_names:
             hint = "deita-hf score" if column == SCORE_COLUMN else "deita-hf embed"
             raise PipelineError(
@@ -642,12 +644,15 @@ def select_pool(
             "%d row(s) without a score (unreadable, on_error='nan') are left out of the selection", excluded
         )
     candidates = pool if not excluded else pool.select(finite)
-    result = select_indices(
+    result = strategy_indices(
         candidates,
         selection.budget,
-        selection.threshold,
+        selection.strategy,
+        threshold=selection.threshold,
+        seed=selection.seed,
         score_column=SCORE_COLUMN,
         embedding_column=EMBEDDING_COLUMN,
+        row_format=row_format,
         device=runtime.device,
     )
     rows = [finite[i] for i in result.indices] if excluded else list(result.indices)
@@ -669,7 +674,32 @@ def select_pool(
         "rejected_too_similar": int(result.rejected),
         "left_out_without_score": excluded,
     }
+    if selection.compare:
+        counts["strategies"] = _compare_strategies(candidates, finite if excluded else None, selection, row_format)
     return selected, Dataset.from_dict(table), counts
+
+
+def _compare_strategies(
+    candidates: Any, rows: list[int] | None, selection: SelectionArguments, row_format: str | None
+) -> dict[str, dict[str, list[Any]]]:
+    """Every strategy's subset of the same candidates (``--compare``): pool rows and nearest-selected
+    similarities, in selection order."""
+    from .strategies import STRATEGIES, strategy_indices
+
+    subsets = {}
+    for strategy in STRATEGIES:
+        result = strategy_indices(
+            candidates,
+            selection.budget,
+            strategy,
+            threshold=selection.threshold,
+            seed=selection.seed,
+            row_format=row_format,
+            progress=False,
+        )
+        picked = [rows[i] for i in result.indices] if rows is not None else list(result.indices)
+        subsets[strategy] = {"rows": picked, "similarities": [float(s) for s in result.similarities]}
+    return subsets
 
 
 # -- the command -----------------------------------------------------------------------------------------------
@@ -798,7 +828,8 @@ def _run(
     else:
         from .report import write_report
 
-        selected, table, counts = select_pool(pool, selection, runtime)
+        selected, table, counts = select_pool(pool, selection, runtime, row_format)
+        strategies = counts.pop("strategies", None)
         summary["counts"].update(counts)
         _save_atomic(selected, output_dir / SELECTED_DIR)
         export(selected, output_dir / f"{SELECTED_DIR}.{data.export_format}", data.export_embeddings)
@@ -809,7 +840,7 @@ def _run(
         }
         if command == "run":
             summary["outputs"]["pool"] = POOL_DIR
-        write_report(output_dir / REPORT_DIR, table, summary)
+        write_report(output_dir / REPORT_DIR, table, summary, strategies)
     recipe = to_recipe(*groups)
     _write_text_atomic(output_dir / RECIPE_FILE, dump_recipe(recipe))
     # summary.json is written last: its presence marks a finished run.
@@ -883,6 +914,8 @@ def _summary(
     }
     if selection is not None:
         summary["selection"] = {"budget": selection.budget, "threshold": selection.threshold}
+        if selection.strategy != "deita":
+            summary["selection"].update(strategy=selection.strategy, seed=selection.seed)
     return summary
 
 

@@ -11,6 +11,10 @@ prompts), the models, and four plots:
 Its data is ``report/pool_scores.parquet`` (one row per pool row: scores, ``selection_rank``,
 ``nearest_selected_similarity``) and ``summary.json``, so ``deita-hf report OUTPUT_DIR`` makes it again.
 
+With ``--compare``, ``report/strategies.json`` holds every strategy's subset (pool rows and nearest-selected
+similarities, in selection order) and the report adds ``strategies.png`` (the deita_score and similarity
+distributions of every subset on one figure) and a table of the subsets side by side.
+
 >>> write_report("outputs/smoke/report", table, summary)  # doctest: +SKIP
 PosixPath('outputs/smoke/report/report.md')
 """
@@ -30,6 +34,7 @@ from .selection import SIMILARITY_COLUMN
 
 REPORT_FILE = "report.md"
 TABLE_FILE = "pool_scores.parquet"
+STRATEGIES_FILE = "strategies.json"
 PLOTS = ("scores.png", "similarity.png", "score_rank.png", "turns.png")
 SMOKE_NOTE = (
     "**Smoke run.** The scorers (or the embedder) are tiny models with random weights, built offline to test "
@@ -230,7 +235,16 @@ def render_markdown(summary: dict[str, Any], table: dict[str, list[Any]], select
         "",
     ]
     selection = summary.get("selection", {})
-    if selection:
+    if selection.get("strategy", "deita") != "deita":
+        from .strategies import PAPER_ROWS
+
+        seed = f", seed {selection['seed']}" if selection["strategy"] == "random" else ""
+        lines += [
+            f"Selection: {selection['budget']:,} rows by the `{selection['strategy']}` strategy{seed}, a baseline of "
+            f"the paper ({PAPER_ROWS[selection['strategy']]}); no diversity filter.",
+            "",
+        ]
+    elif selection:
         lines += [
             f"Selection: the {selection['budget']:,} best rows by deita_score (complexity x quality, summed over "
             f"turns), skipping a row whose cosine similarity to a row already selected is above "
@@ -290,15 +304,20 @@ def render_markdown(summary: dict[str, Any], table: dict[str, list[Any]], select
     return "\n".join(lines)
 
 
-def write_report(folder: str | os.PathLike, table: Any, summary: dict[str, Any]) -> Path:
+def write_report(
+    folder: str | os.PathLike, table: Any, summary: dict[str, Any], strategies: dict[str, Any] | None = None
+) -> Path:
     """Write ``report.md``, its plots and its data table into ``folder``; returns the Markdown file.
 
     ``table`` holds one row per pool row (a ``datasets.Dataset`` or a dict of columns): ``deita_score``,
     ``selection_rank`` (-1 when not selected), ``nearest_selected_similarity`` and, when known,
-    ``complexity_scores`` and ``quality_scores``.
+    ``complexity_scores`` and ``quality_scores``. ``strategies`` (``--compare``) maps each strategy to its
+    subset: ``{"rows": [...], "similarities": [...]}``.
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
+    if strategies is not None:
+        (folder / STRATEGIES_FILE).write_text(json.dumps(strategies) + "\n")
     if hasattr(table, "to_parquet"):
         table.to_parquet(str(folder / TABLE_FILE))
         columns = table.to_dict()
@@ -322,11 +341,104 @@ def _render(folder: Path, columns: dict[str, list[Any]], summary: dict[str, Any]
     plot_scores(columns, selected_mask, folder / "scores.png", smoke)
     plot_similarity(similarities, threshold, folder / "similarity.png", smoke)
     examined = int(summary.get("counts", {}).get("examined", int(selected_mask.sum())))
+    if summary.get("selection", {}).get("strategy", "deita") != "deita":
+        examined = 0  # a baseline rejects nothing: no row of the score order is marked as rejected
     plot_score_rank(scores, selected_mask, examined, folder / "score_rank.png", smoke)
     plot_turns(columns, selected_mask, folder / "turns.png", smoke)
+    text = render_markdown(summary, columns, selected_mask)
+    if (folder / STRATEGIES_FILE).is_file():
+        strategies = json.loads((folder / STRATEGIES_FILE).read_text())
+        plot_strategies(strategies, scores, threshold, folder / "strategies.png", smoke)
+        text += render_strategies(strategies, columns, threshold)
     path = folder / REPORT_FILE
-    path.write_text(render_markdown(summary, columns, selected_mask))
+    path.write_text(text)
     return path
+
+
+def strategy_table(strategies: dict[str, Any], columns: dict[str, list[Any]], threshold: float) -> list[dict]:
+    """One row per strategy: its subset's size, mean scores, similarities and overlap with ``deita``."""
+    scores = np.asarray([np.nan if v is None else v for v in columns[SCORE_COLUMN]], dtype=np.float64)
+    deita = set(strategies.get("deita", {}).get("rows", []))
+    out = []
+    for name, subset in strategies.items():
+        rows = np.asarray(subset["rows"], dtype=np.int64)
+        sims = np.asarray(subset["similarities"], dtype=np.float64)
+        sims = sims[np.isfinite(sims)]
+        entry = {
+            "strategy": name,
+            "rows": len(rows),
+            "mean_deita_score": float(np.nanmean(scores[rows])) if len(rows) else math.nan,
+            "mean_nearest_similarity": float(sims.mean()) if len(sims) else math.nan,
+            "above_threshold": int((sims > threshold).sum()),
+            "shared_with_deita": len(deita.intersection(rows.tolist())),
+        }
+        for column in (COMPLEXITY_COLUMN, QUALITY_COLUMN):
+            if column in columns:
+                sums = [math.fsum(columns[column][r] or [math.nan]) for r in rows]
+                entry[f"mean_{column}_sum"] = float(np.mean(sums)) if sums else math.nan
+        out.append(entry)
+    return out
+
+
+def plot_strategies(strategies: dict[str, Any], scores: np.ndarray, threshold: float, path: Path, smoke: bool) -> None:
+    """The deita_score and nearest-selected similarity distributions of every strategy's subset."""
+    plt = _plt()
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10.5, 3.8))
+    finite = _finite(scores)
+    low, high = (float(finite.min()), float(finite.max())) if len(finite) else (0.0, 1.0)
+    score_bins = np.linspace(low, high if high > low else low + 1.0, 31)
+    colors = plt.get_cmap("tab10").colors
+    for i, (name, subset) in enumerate(strategies.items()):
+        rows = np.asarray(subset["rows"], dtype=np.int64)
+        style = {"histtype": "step", "density": True, "linewidth": 2.5 if name == "deita" else 1.4}
+        chosen = _finite(scores[rows]) if len(rows) else rows
+        if len(chosen):
+            left.hist(chosen, bins=score_bins, color=colors[i % 10], label=name, **style)
+        sims = _finite(subset["similarities"])
+        if len(sims):
+            right.hist(
+                sims,
+                bins=np.linspace(min(float(sims.min()), threshold) - 0.02, 1.0, 41),
+                color=colors[i % 10],
+                label=name,
+                **style,
+            )
+    left.set_title("deita_score of each subset")
+    left.set_ylabel("density")
+    left.legend(fontsize=8)
+    right.axvline(threshold, color="black", linestyle="--", label=f"threshold {threshold}")
+    right.set_title("similarity to the nearest row selected before")
+    right.legend(fontsize=8)
+    _finish(fig, path, "Selection strategies at the same budget", smoke)
+
+
+def render_strategies(strategies: dict[str, Any], columns: dict[str, list[Any]], threshold: float) -> str:
+    """The report's section comparing every strategy's subset (``--compare``)."""
+    from .strategies import PAPER_ROWS
+
+    table = strategy_table(strategies, columns, threshold)
+    extra = [key for key in (f"mean_{COMPLEXITY_COLUMN}_sum", f"mean_{QUALITY_COLUMN}_sum") if key in table[0]]
+    lines = [
+        "## Strategies",
+        "",
+        "Every strategy on the same pool at the same budget (docs/selection.md maps them to the paper's rows).",
+        "",
+        "![strategies](strategies.png)",
+        "",
+        "| strategy | paper | rows | mean deita_score | "
+        + "".join(f"mean {key[5:-4]} (sum over turns) | " for key in extra)
+        + f"mean nearest similarity | above {threshold} | shared with deita |",
+        "|---|---|---|---|" + "---|" * len(extra) + "---|---|---|",
+    ]
+    for entry in table:
+        lines.append(
+            f"| `{entry['strategy']}` | {PAPER_ROWS.get(entry['strategy'], '')} | {entry['rows']:,} | "
+            f"{entry['mean_deita_score']:.3f} | "
+            + "".join(f"{entry[key]:.3f} | " for key in extra)
+            + f"{entry['mean_nearest_similarity']:.3f} | {entry['above_threshold']:,} | "
+            f"{entry['shared_with_deita']:,} |"
+        )
+    return "\n".join(lines) + "\n"
 
 
 def remake_report(output_dir: str | os.PathLike) -> Path:

@@ -554,6 +554,8 @@ def deita_select(
     block_size: int = DEFAULT_BLOCK_SIZE,
     device: str | torch.device | None = None,
     progress: bool = True,
+    strategy: str = "deita",
+    seed: int = 42,
 ) -> Any:
     """The rows of the pool that the Repr Filter selects, as a ``datasets.Dataset`` in selection order.
 
@@ -561,6 +563,9 @@ def deita_select(
     cosine similarity to the rows selected before it, NaN for the first (``None`` leaves it out). The
     selection for a budget is a prefix of the selection for any larger budget. Arguments as in
     :func:`select_indices`.
+
+    ``strategy`` picks one of the paper's baselines instead of the Repr Filter: ``score``, ``complexity``,
+    ``quality``, ``length`` or ``random`` (drawn from ``seed``); see :mod:`deita_hf.strategies`.
 
     >>> import numpy as np
     >>> from datasets import Dataset
@@ -575,10 +580,14 @@ def deita_select(
             f"the pool already has a column {similarity_column!r}; remove it (dataset.remove_columns) or pass "
             "another similarity_column name (or None)"
         )
-    result = select_indices(
+    from .strategies import strategy_indices
+
+    result = strategy_indices(
         dataset,
         budget,
-        threshold,
+        strategy,
+        threshold=threshold,
+        seed=seed,
         score_column=score_column,
         embedding_column=embedding_column,
         block_size=block_size,
@@ -586,6 +595,15 @@ def deita_select(
         progress=progress,
     )
     settings = (budget, threshold, score_column, embedding_column)
+    if strategy != "deita":
+        settings += (strategy, seed)
+    if embedding_column not in dataset.column_names:  # a baseline that reads no vectors
+        from datasets import Value
+
+        selected = dataset.select(result.indices)
+        if similarity_column is None:
+            return selected
+        return selected.add_column(similarity_column, result.similarities, feature=Value("float64"))
     return _rows_in_order(dataset, result, embedding_column, similarity_column, settings)
 
 

@@ -1,0 +1,185 @@
+"""The paper's selection baselines beside Deita, at the same budget (paper sections 3 and 4).
+
+Every strategy ranks the pool and takes rows from the top until the budget is filled:
+
+| strategy | rows taken in this order | diversity filter |
+|---|---|---|
+| ``deita`` | ``deita_score`` descending (the Repr Filter, :func:`deita_hf.selection.select_indices`) | yes |
+| ``score`` | ``deita_score`` descending | no |
+| ``complexity`` | the sum over turns of ``complexity_scores``, descending | no |
+| ``quality`` | the sum over turns of ``quality_scores``, descending | no |
+| ``length`` | the length of the instructions (characters of the user turns, summed), descending | no |
+| ``random`` | a random permutation drawn from ``seed`` | no |
+
+Ties keep the original row order, so each strategy is reproducible: the ranked ones need no seed and
+``random`` gives the same rows for the same seed and pool. Each result also carries every row's highest
+cosine similarity to the rows taken before it (when the pool has an embedding column), so the diversity
+of the subsets can be compared (``deita-hf select --compare``).
+
+>>> import numpy as np
+>>> from datasets import Dataset
+>>> pool = Dataset.from_dict({"deita_score": [3.0, 2.0, 1.0],
+...                           "embedding": np.array([[1, 0], [0.99, 0.1], [0, 1]], dtype=np.float32)})
+>>> strategy_indices(pool, 2, "score", progress=False).indices
+[0, 1]
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+
+from .constants import COMPLEXITY_COLUMN, DEFAULT_THRESHOLD, EMBEDDING_COLUMN, QUALITY_COLUMN, SCORE_COLUMN
+from .formats import row_turns
+from .selection import (
+    DEFAULT_BLOCK_SIZE,
+    SelectionInputError,
+    SelectionResult,
+    _check_arguments,
+    _check_dataset,
+    _EmbeddingReader,
+    _exact_float32_matmul,
+    _rows_text,
+    _scores,
+    _table_rows,
+    _unit_block,
+    select_indices,
+)
+
+STRATEGIES = ("deita", "score", "complexity", "quality", "length", "random")
+DEFAULT_SEED = 42
+
+# The row of the paper's comparisons (Liu et al., 2024) that each strategy reproduces at a fixed budget.
+PAPER_ROWS = {
+    "deita": "Deita: score-first, diversity-aware selection (the released 6K / 10K sets)",
+    "score": "the combined evol score without the Repr Filter (the diversity study's score-only baseline)",
+    "complexity": "Evol Complexity (complexity study)",
+    "quality": "Evol Quality (quality study)",
+    "length": "Instruction Length (complexity study)",
+    "random": "Random Selection (complexity, quality and diversity studies)",
+}
+
+
+def _turn_sums(dataset: Any, column: str) -> np.ndarray:
+    if column not in dataset.column_names:
+        raise KeyError(
+            f"the pool has no {column!r} column (its columns are {dataset.column_names}); score it first "
+            "(deita-hf score or ComplexityScorer / QualityScorer)"
+        )
+    sums = np.asarray(
+        [
+            math.nan if not scores else math.fsum(math.nan if s is None else s for s in scores)
+            for scores in dataset[column]
+        ],
+        dtype=np.float64,
+    )
+    bad = np.flatnonzero(~np.isfinite(sums))
+    if len(bad):
+        raise SelectionInputError(
+            f"column {column!r} is missing, empty or NaN in {_rows_text(bad)}; score these rows again or drop them",
+            bad,
+        )
+    return sums
+
+
+def instruction_lengths(dataset: Any, row_format: str | None = None) -> np.ndarray:
+    """The characters of each row's user turns, summed (the paper's "Instruction Length")."""
+    return np.asarray(
+        [sum(len(user) for user, _ in row_turns(row, row_format, i)) for i, row in enumerate(dataset)],
+        dtype=np.float64,
+    )
+
+
+def strategy_order(
+    dataset: Any,
+    strategy: str,
+    *,
+    seed: int = DEFAULT_SEED,
+    score_column: str = SCORE_COLUMN,
+    row_format: str | None = None,
+) -> np.ndarray:
+    """Every row of the pool in the order in which ``strategy`` takes them (all but ``deita``)."""
+    n = len(dataset)
+    if strategy == "random":
+        return np.random.default_rng(seed).permutation(n)
+    if strategy == "score":
+        values = _scores(dataset, score_column, _table_rows(dataset))
+    elif strategy == "complexity":
+        values = _turn_sums(dataset, COMPLEXITY_COLUMN)
+    elif strategy == "quality":
+        values = _turn_sums(dataset, QUALITY_COLUMN)
+    elif strategy == "length":
+        values = instruction_lengths(dataset, row_format)
+    else:
+        raise ValueError(f"unknown selection strategy {strategy!r}; expected one of {STRATEGIES}")
+    # Descending, ties in row order: a stable sort of the negated values.
+    return np.argsort(-values, kind="stable")
+
+
+def nearest_similarities(
+    dataset: Any, indices: list[int], embedding_column: str = EMBEDDING_COLUMN, block_size: int = 1024
+) -> list[float]:
+    """For each row of ``indices`` (in order), its highest cosine similarity to the rows before it (NaN for
+    the first), at float32 accuracy; all NaN when the pool has no ``embedding_column``."""
+    if embedding_column not in dataset.column_names or not indices:
+        return [math.nan] * len(indices)
+    rows = np.asarray(indices, dtype=np.int64)
+    reader = _EmbeddingReader(dataset, embedding_column, _table_rows(dataset))
+    try:
+        unit = torch.from_numpy(_unit_block(reader.read(rows), rows, embedding_column))
+    finally:
+        reader.close()
+    out = np.full(len(rows), -math.inf)
+    with _exact_float32_matmul():
+        for start in range(0, len(rows), block_size):
+            stop = min(start + block_size, len(rows))
+            sims = unit[start:stop] @ unit[:stop].T
+            # Row i of the block is compared with the rows before it only.
+            before = torch.arange(stop)[None, :] < torch.arange(start, stop)[:, None]
+            out[start:stop] = sims.masked_fill(~before, -math.inf).max(dim=1).values.double().numpy()
+    out[np.isneginf(out)] = math.nan
+    return out.tolist()
+
+
+def strategy_indices(
+    dataset: Any,
+    budget: int,
+    strategy: str = "deita",
+    *,
+    threshold: float = DEFAULT_THRESHOLD,
+    seed: int = DEFAULT_SEED,
+    score_column: str = SCORE_COLUMN,
+    embedding_column: str = EMBEDDING_COLUMN,
+    row_format: str | None = None,
+    block_size: int = DEFAULT_BLOCK_SIZE,
+    device: str | torch.device | None = None,
+    progress: bool = True,
+) -> SelectionResult:
+    """The rows that ``strategy`` selects from ``dataset``, in selection order (see the module's table).
+
+    ``deita`` is :func:`deita_hf.selection.select_indices` (``threshold`` applies to it only). The others
+    need only their own column (``deita_score``, ``complexity_scores``, ``quality_scores``, the conversation
+    for ``length``, nothing for ``random``); their ``similarities`` are each row's highest similarity to the
+    rows before it when the pool has an embedding column, else NaN, and ``examined`` is the budget (nothing
+    is rejected).
+    """
+    _check_dataset(dataset)
+    _check_arguments(budget, threshold, block_size)
+    if strategy == "deita":
+        return select_indices(
+            dataset,
+            budget,
+            threshold,
+            score_column=score_column,
+            embedding_column=embedding_column,
+            block_size=block_size,
+            device=device,
+            progress=progress,
+        )
+    order = strategy_order(dataset, strategy, seed=seed, score_column=score_column, row_format=row_format)
+    indices = [int(i) for i in order[:budget]]
+    similarities = nearest_similarities(dataset, indices, embedding_column)
+    return SelectionResult(indices=indices, similarities=similarities, examined=len(indices), rejected=0)
