@@ -89,3 +89,47 @@ def set_vicuna_chat_template(tokenizer: Any) -> Any:
         )
     tokenizer.chat_template = VICUNA_CHAT_TEMPLATE
     return tokenizer
+
+
+CHAT_TEMPLATE_CHOICES = ("auto", "vicuna", "model")
+
+
+def load_chat_tokenizer(
+    model_name_or_path: str,
+    revision: str | None = "main",
+    trust_remote_code: bool = False,
+    chat_template: str = "vicuna",
+) -> Any:
+    """The tokenizer of ``model_name_or_path``, ready for chat: a pad token and a chat template.
+
+    ``chat_template`` is ``"vicuna"`` (the Vicuna v1.1 template of the Deita models, set on the tokenizer),
+    ``"model"`` (the tokenizer's own; an error if it has none) or ``"auto"`` (its own if it has one, else
+    Vicuna v1.1). The pad token is ``<unk>`` where the tokenizer has none (as in Deita's training code), else
+    EOS.
+
+    A LLaMA/Mistral SentencePiece tokenizer (``LlamaTokenizer``) is loaded with ``legacy=True``, the behaviour
+    of the tokenizer Deita trained with: each piece of text after a special token starts a new word, so the
+    template's ``<s>A chat`` gives ``▁A`` (as the reference's BOS + text did) and ``</s>USER`` gives ``▁US``.
+    transformers 5 loads these tokenizers non-legacy unless told, and does not save the setting; it is written
+    to the tokenizer config so that the trained model's tokenizer reloads the same way.
+    """
+    from transformers import AutoTokenizer, LlamaTokenizer
+
+    if chat_template not in CHAT_TEMPLATE_CHOICES:
+        raise ValueError(f"chat_template must be one of {CHAT_TEMPLATE_CHOICES}, got {chat_template!r}")
+    kwargs = {"revision": revision, "trust_remote_code": trust_remote_code}
+    tokenizer = AutoTokenizer.from_pretrained(model_name_or_path, **kwargs)
+    if isinstance(tokenizer, LlamaTokenizer):
+        if not tokenizer.legacy:
+            tokenizer = AutoTokenizer.from_pretrained(model_name_or_path, legacy=True, **kwargs)
+        tokenizer.init_kwargs["legacy"] = True
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.unk_token if tokenizer.unk_token is not None else tokenizer.eos_token
+    if chat_template == "model" and not tokenizer.chat_template:
+        raise ValueError(
+            f"the tokenizer of {model_name_or_path} has no chat template; use chat_template 'vicuna' (the Deita "
+            "models' format) or 'auto'"
+        )
+    if chat_template == "vicuna" or (chat_template == "auto" and not tokenizer.chat_template):
+        set_vicuna_chat_template(tokenizer)
+    return tokenizer

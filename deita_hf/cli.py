@@ -5,6 +5,7 @@
     deita-hf embed --dataset_name out/scored/pool --output_dir out/embedded
     deita-hf select --dataset_name out/embedded/pool --budget 6000 --output_dir out/selected
     deita-hf report out/selected                              # make the selection report again
+    deita-hf eval --config recipes/deita-mistral-7b/eval.yaml # evaluate the trained model
     deita-hf sft | dpo | make-scorer-data | train-scorer ...  # training entry points
 
 Every option can be set in a YAML recipe (``--config``) and overridden by a flag; ``deita-hf COMMAND --help``
@@ -37,6 +38,7 @@ DESCRIPTIONS = {
     "select": "Select the best rows by deita_score, skipping near-duplicates; write the selection and its report.",
     "run": "Score, embed and select from one recipe.",
     "report": "Make the selection report of an output folder again (and optionally push the selection).",
+    "eval": "Evaluate a trained model: Open LLM Leaderboard tasks (lm-eval), MT-Bench and AlpacaEval answers, judges.",
     "sft": "Supervised fine-tuning on a selection (TRL SFTTrainer, Vicuna v1.1 template).",
     "dpo": "Direct preference optimisation after SFT (TRL DPOTrainer).",
     "make-scorer-data": "Evolve and rank seed data into training data for the complexity and quality scorers.",
@@ -117,6 +119,12 @@ def main(argv: list[str] | None = None) -> int:
         _setup_logging()
         if command == "report":
             return _report(rest)
+        if command == "eval":
+            from .config import EVAL_ARGUMENTS
+            from .evaluation import run_eval
+
+            run_eval(*parse_recipe(rest, EVAL_ARGUMENTS, prog="deita-hf eval", description=DESCRIPTIONS[command]))
+            return 0
         groups = parse_recipe(
             rest, COMMAND_ARGUMENTS[command], prog=f"deita-hf {command}", description=DESCRIPTIONS[command]
         )

@@ -24,9 +24,11 @@ from typing import Any, Literal
 import yaml
 
 from .constants import (
+    ALPACA_EVAL_INSTRUCTIONS_URL,
     COMPLEXITY_SCORER_ID,
     DEFAULT_EMBEDDING_MODEL_ID,
     DEFAULT_THRESHOLD,
+    MT_BENCH_QUESTIONS_URL,
     QUALITY_SCORER_ID,
 )
 
@@ -210,6 +212,92 @@ class RuntimeArguments:
     ddp_timeout: int = _help("Seconds a process waits for the others at a barrier.", 21600)
 
 
+@dataclass
+class EvalArguments:
+    """``deita-hf eval``: the benchmarks of the paper on a trained model (docs/evaluation.md).
+
+    Args:
+        model_name_or_path: the model to evaluate: a local folder or a Hub id (required).
+        model_revision: its Hub revision.
+        model_name: its name in the answer files and the results (default: the last part of the path or id).
+        output_dir: the output folder (required).
+        benchmarks: any of ``leaderboard`` (Open LLM Leaderboard v1 tasks with lm-eval), ``mt_bench`` and
+            ``alpaca_eval`` (answers, then the judge); default all three.
+        leaderboard_tasks: lm-eval tasks as ``task:shots`` (default the paper's: ARC-Challenge 25, HellaSwag 10,
+            MMLU 5, TruthfulQA mc2 0).
+        lm_eval_include_path: a folder of extra lm-eval task YAMLs (local tasks).
+        lm_eval_batch_size: lm-eval's batch size (a number or ``auto``).
+        lm_eval_limit: at most this many documents per task (quick checks only; not comparable scores).
+        mt_bench_questions: the MT-Bench questions (FastChat's ``question.jsonl``): a URL, a local file or a Hub
+            dataset id.
+        alpaca_eval_instructions: the AlpacaEval instructions: a URL, a local file or a Hub dataset id.
+        max_questions: answer only the first N questions of each benchmark (quick checks only).
+        chat_template: ``auto`` (the tokenizer's own, else Vicuna v1.1), ``vicuna`` or ``model``.
+        sampling: ``benchmark`` (MT-Bench: FastChat's temperature per category; AlpacaEval: greedy) or ``greedy``.
+        generation_batch_size: prompts per ``generate`` call.
+        mt_bench_max_new_tokens: longest MT-Bench answer in tokens (FastChat: 1024).
+        alpaca_eval_max_new_tokens: longest AlpacaEval answer in tokens.
+        dtype: compute dtype (default: bf16 on GPU, fp32 on CPU).
+        seed: the seed of sampled answers and of lm-eval.
+        judge: run the judges after the answers (default ``False``).
+        judge_base_url: an OpenAI-compatible endpoint for the judges (default ``$OPENAI_BASE_URL``, else OpenAI).
+        judge_model: the judge model name at that endpoint (the paper: GPT-4).
+        judge_api_key_env: the environment variable that holds the judge's API key (never written anywhere).
+        alpaca_eval_annotator: the alpaca-eval evaluator config (default ``alpaca_eval_gpt4``, AlpacaEval v1's).
+        alpaca_eval_reference: the reference outputs to compare with (default: the ``output`` column of the
+            instructions, text-davinci-003's in AlpacaEval v1).
+        mt_bench_judgments: FastChat's ``model_judgment/<judge>_single.jsonl`` for this model, to read the
+            MT-Bench score from (after judging it with FastChat).
+        reproduces: the released model this run reproduces, to show the paper's numbers beside the model's.
+    """
+
+    _argument_group_name = "evaluation"
+
+    model_name_or_path: str | None = _help("The model to evaluate: a local folder or a Hub id.", None)
+    model_revision: str | None = _help("Hub revision of the model.", None)
+    model_name: str | None = _help("Name in the answer files and results (default: from the path or id).", None)
+    output_dir: str | None = _help("Output folder (answers, judgments, results.json, results.md, README.md).", None)
+    benchmarks: list[str] = _help(
+        "Any of leaderboard, mt_bench, alpaca_eval.",
+        default_factory=lambda: ["leaderboard", "mt_bench", "alpaca_eval"],
+    )
+    leaderboard_tasks: list[str] = _help(
+        "lm-eval tasks as task:shots.",
+        default_factory=lambda: ["arc_challenge:25", "hellaswag:10", "mmlu:5", "truthfulqa_mc2:0"],
+    )
+    lm_eval_include_path: str | None = _help("A folder of extra lm-eval task YAMLs.", None)
+    lm_eval_batch_size: str = _help("lm-eval batch size: a number or auto.", "auto")
+    lm_eval_limit: int | None = _help("At most N documents per lm-eval task (quick checks only).", None)
+    mt_bench_questions: str = _help("MT-Bench questions: URL, local file or Hub dataset id.", MT_BENCH_QUESTIONS_URL)
+    alpaca_eval_instructions: str = _help(
+        "AlpacaEval instructions: URL, local file or Hub dataset id.", ALPACA_EVAL_INSTRUCTIONS_URL
+    )
+    max_questions: int | None = _help("Answer only the first N questions of each benchmark (quick checks).", None)
+    chat_template: Literal["auto", "vicuna", "model"] = _help(
+        "auto: the tokenizer's own, else Vicuna v1.1; vicuna; model.", "auto"
+    )
+    sampling: Literal["benchmark", "greedy"] = _help(
+        "benchmark: FastChat's MT-Bench temperatures, greedy AlpacaEval; greedy: greedy everywhere.", "benchmark"
+    )
+    generation_batch_size: int = _help("Prompts per generate call.", 8)
+    mt_bench_max_new_tokens: int = _help("Longest MT-Bench answer in tokens.", 1024)
+    alpaca_eval_max_new_tokens: int = _help("Longest AlpacaEval answer in tokens.", 2048)
+    dtype: str | None = _help("Compute dtype (default: bfloat16 on GPU, float32 on CPU).", None)
+    seed: int = _help("Seed of sampled answers and of lm-eval.", 42)
+    judge: bool = _help("Run the judges after the answers.", False)
+    judge_base_url: str | None = _help("OpenAI-compatible endpoint of the judges (default $OPENAI_BASE_URL).", None)
+    judge_model: str = _help("Judge model name at that endpoint.", "gpt-4")
+    judge_api_key_env: str = _help("Environment variable holding the judge's API key.", "OPENAI_API_KEY")
+    alpaca_eval_annotator: str = _help("alpaca-eval evaluator config name.", "alpaca_eval_gpt4")
+    alpaca_eval_reference: str | None = _help(
+        "Reference outputs (default: the instructions' output column, text-davinci-003 in AlpacaEval v1).", None
+    )
+    mt_bench_judgments: str | None = _help(
+        "FastChat's single-answer judgment file to read the MT-Bench score from.", None
+    )
+    reproduces: str | None = _help("The released model this run reproduces (paper numbers beside).", None)
+
+
 #: The argument groups each subcommand reads.
 COMMAND_ARGUMENTS: dict[str, list[type]] = {
     "score": [DataArguments, ScoringArguments, RuntimeArguments],
@@ -219,14 +307,16 @@ COMMAND_ARGUMENTS: dict[str, list[type]] = {
 }
 
 ALL_ARGUMENTS = COMMAND_ARGUMENTS["run"]
+#: ``deita-hf eval`` reads its own recipes (recipes/*/eval.yaml).
+EVAL_ARGUMENTS = [EvalArguments, RuntimeArguments]
 
 
-def recipe_fields() -> set[str]:
-    """Every key a recipe may hold."""
-    return {f.name for group in ALL_ARGUMENTS for f in dataclasses.fields(group)}
+def recipe_fields(groups: list[type] | None = None) -> set[str]:
+    """Every key a recipe may hold (of ``groups``; default the selection commands')."""
+    return {f.name for group in groups or ALL_ARGUMENTS for f in dataclasses.fields(group)}
 
 
-def load_recipe(path: str | os.PathLike) -> dict[str, Any]:
+def load_recipe(path: str | os.PathLike, groups: list[type] | None = None) -> dict[str, Any]:
     """Read a YAML recipe, checking that it is a mapping of known keys.
 
     A recipe may hold keys that only some subcommands read (``score`` ignores ``budget``); a key that no
@@ -244,7 +334,7 @@ def load_recipe(path: str | os.PathLike) -> dict[str, Any]:
         return {}
     if not isinstance(recipe, dict):
         raise ValueError(f"recipe {path} must be a YAML mapping of option: value, got {type(recipe).__name__}")
-    known = recipe_fields()
+    known = recipe_fields(groups if groups is not None and not set(groups) <= set(ALL_ARGUMENTS) else None)
     for key in recipe:
         if key not in known:
             close = difflib.get_close_matches(str(key), sorted(known), n=1)
@@ -279,7 +369,7 @@ def parse_recipe(
     parser = make_parser(groups, prog, description)
     config_path = parser.parse_known_args(argv)[0].config
     if config_path is not None:
-        recipe = load_recipe(config_path)
+        recipe = load_recipe(config_path, groups)
         for action in parser._actions:
             if action.dest in recipe:
                 # argparse runs a string default through the option's type, so "false" becomes False.

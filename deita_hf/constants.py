@@ -100,6 +100,14 @@ PAPER_RESULTS = {
     },
 }
 
+# Where `deita-hf eval` reads the benchmarks' questions at run time (never copied into the project).
+# FastChat's MT-Bench questions (80 questions, 2 turns each).
+MT_BENCH_QUESTIONS_URL = (
+    "https://raw.githubusercontent.com/lm-sys/FastChat/main/fastchat/llm_judge/data/mt_bench/question.jsonl"
+)
+# AlpacaEval's 805 instructions, with text-davinci-003's outputs (AlpacaEval v1's reference, the paper's).
+ALPACA_EVAL_INSTRUCTIONS_URL = "https://huggingface.co/datasets/tatsu-lab/alpaca_eval/resolve/main/alpaca_eval.json"
+
 # -- Making scorer training data (docs/scorers.md) ---------------------------------------------------------
 # deita-hf's own wording of the paper's method (section 2): Evol Complexity and Evol Quality evolve a seed for
 # M rounds, one operation per round; then all variants of a seed are scored together on the 1..6 scale.

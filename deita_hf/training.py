@@ -27,7 +27,7 @@ from typing import Any
 
 import trl
 
-from .chat_template import set_vicuna_chat_template
+from .chat_template import load_chat_tokenizer
 from .constants import CITATION, PAPER_RESULTS, RELEASED_SELECTIONS, card_template
 from .formats import RowError, row_messages
 
@@ -228,17 +228,7 @@ def load_tokenizer(model_name_or_path: str, revision: str = "main", trust_remote
     transformers 5 loads these tokenizers non-legacy unless told, and does not save the setting; it is written
     to the tokenizer config so that the trained model's tokenizer reloads the same way.
     """
-    from transformers import AutoTokenizer, LlamaTokenizer
-
-    kwargs = {"revision": revision, "trust_remote_code": trust_remote_code}
-    tokenizer = AutoTokenizer.from_pretrained(model_name_or_path, **kwargs)
-    if isinstance(tokenizer, LlamaTokenizer):
-        if not tokenizer.legacy:
-            tokenizer = AutoTokenizer.from_pretrained(model_name_or_path, legacy=True, **kwargs)
-        tokenizer.init_kwargs["legacy"] = True
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.unk_token if tokenizer.unk_token is not None else tokenizer.eos_token
-    return set_vicuna_chat_template(tokenizer)
+    return load_chat_tokenizer(model_name_or_path, revision, trust_remote_code, chat_template="vicuna")
 
 
 def model_init_kwargs(model_args, training_args) -> dict[str, Any]:
