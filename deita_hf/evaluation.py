@@ -469,7 +469,6 @@ def judge_alpaca_eval(outputs: Path, reference: list[dict[str, Any]], arguments:
     without one); nothing but the endpoint's address is written to disk."""
     import yaml
 
-    os.environ.setdefault("IS_ALPACA_EVAL_2", "False")  # AlpacaEval v1, the paper's, unless the user chose
     try:
         import alpaca_eval
         from alpaca_eval import constants as alpaca_constants
@@ -538,6 +537,10 @@ def _number(value: Any, scale: float = 1.0, digits: int = 2) -> str:
     return "-" if value is None else f"{value * scale:.{digits}f}"
 
 
+def _malformed_note(count: int | None) -> str:
+    return f" ({count} malformed verdict{'s' if count > 1 else ''}, left out)" if count else ""
+
+
 def results_table(results: dict[str, Any]) -> str:
     """The results as a Markdown table, the paper's numbers beside them when known."""
     paper = results.get("paper") or {}
@@ -545,7 +548,7 @@ def results_table(results: dict[str, Any]) -> str:
     mt_bench = results.get("mt_bench")
     if mt_bench:
         judged = mt_bench.get("score")
-        note = f" ({mt_bench['malformed']} malformed verdicts)" if mt_bench.get("malformed") else ""
+        note = _malformed_note(mt_bench.get("malformed"))
         lines.append(
             f"| MT-Bench | {mt_bench['questions']} questions, 2 turns | score (1-10) | "
             f"{_number(judged) if judged is not None else 'not judged'}{note} | {_number(paper.get('MT-Bench'))} |"
@@ -553,7 +556,7 @@ def results_table(results: dict[str, Any]) -> str:
     alpaca = results.get("alpaca_eval")
     if alpaca:
         judged = alpaca.get("win_rate")
-        note = f" ({alpaca['malformed']} malformed verdicts)" if alpaca.get("malformed") else ""
+        note = _malformed_note(alpaca.get("malformed"))
         lines.append(
             f"| AlpacaEval | {alpaca['instructions']} instructions | win rate (%) | "
             f"{_number(judged) if judged is not None else 'not judged'}{note} | {_number(paper.get('AlpacaEval'))} |"
@@ -589,7 +592,8 @@ def eval_results(results: dict[str, Any]) -> list[Any]:
                 dataset_args={"num_few_shot": task["shots"]},
                 metric_type=known.card_metric if known else task["metric"],
                 metric_value=round(task["value"] * 100, 2),
-                source_name="lm-eval (deita-hf eval)",
+                source_name="lm-evaluation-harness",
+                source_url="https://github.com/EleutherAI/lm-evaluation-harness",
             )
         )
     mt_bench = results.get("mt_bench") or {}
@@ -604,6 +608,7 @@ def eval_results(results: dict[str, Any]) -> list[Any]:
                 metric_name=f"MT-Bench score (judge {mt_bench.get('judge_model', 'gpt-4')})",
                 metric_value=round(mt_bench["score"], 2),
                 source_name="FastChat llm_judge",
+                source_url="https://github.com/lm-sys/FastChat/tree/main/fastchat/llm_judge",
             )
         )
     alpaca = results.get("alpaca_eval") or {}
@@ -618,6 +623,7 @@ def eval_results(results: dict[str, Any]) -> list[Any]:
                 metric_name=f"win rate (%, {alpaca['annotator']}, judge {alpaca['judge_model']})",
                 metric_value=round(alpaca["win_rate"], 2),
                 source_name="alpaca-eval",
+                source_url="https://github.com/tatsu-lab/alpaca_eval",
             )
         )
     return entries

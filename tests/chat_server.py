@@ -79,6 +79,12 @@ class ChatServer:
                                     "finish_reason": answer.finish_reason,
                                 }
                             ],
+                            # Counted as OpenAI does it, roughly: clients such as alpaca-eval read the total.
+                            "usage": {
+                                "prompt_tokens": len(key) // 4,
+                                "completion_tokens": len(answer.text) // 4,
+                                "total_tokens": len(key) // 4 + len(answer.text) // 4,
+                            },
                         }
                     ).encode()
                 elif payload is None:
