@@ -692,9 +692,12 @@ def run_eval(arguments: EvalArguments, runtime: RuntimeArguments | None = None) 
         results["leaderboard"] = summary
     if int(os.environ.get("RANK", "0")) != 0:
         return None  # answers and judges run on the main process
-    answering = [b for b in ("mt_bench", "alpaca_eval") if b in arguments.benchmarks]
+    # MT-Bench answers that were judged already (mt_bench_judgments) are read, not generated again.
+    answering = "alpaca_eval" in arguments.benchmarks or (
+        "mt_bench" in arguments.benchmarks and not arguments.mt_bench_judgments
+    )
     generator = None
-    if answering and not (arguments.mt_bench_judgments and answering == ["mt_bench"]):
+    if answering:
         generator = ChatGenerator.load(
             arguments.model_name_or_path,
             arguments.model_revision,
@@ -716,7 +719,7 @@ def run_eval(arguments: EvalArguments, runtime: RuntimeArguments | None = None) 
 
 def _mt_bench(generator: Any, arguments: EvalArguments, output_dir: Path, model_name: str) -> dict[str, Any]:
     answers = output_dir / "mt_bench" / "model_answer" / f"{model_name}.jsonl"
-    if generator is not None:
+    if not arguments.mt_bench_judgments:
         questions = mt_bench_questions(arguments.mt_bench_questions, arguments.max_questions)
         records = generate_mt_bench(
             generator,
@@ -729,7 +732,9 @@ def _mt_bench(generator: Any, arguments: EvalArguments, output_dir: Path, model_
         answers.parent.mkdir(parents=True, exist_ok=True)
         answers.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
     elif not answers.is_file():
-        raise EvaluationError(f"no MT-Bench answers at {answers}: run without mt_bench_judgments first")
+        raise EvaluationError(
+            f"no MT-Bench answers at {answers}: generate them first (without mt_bench_judgments) and judge them"
+        )
     count = sum(1 for line in answers.read_text().splitlines() if line.strip())
     commands = mt_bench_commands(answers, model_name, arguments)
     (output_dir / "mt_bench" / "JUDGE.md").write_text(

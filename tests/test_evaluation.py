@@ -6,6 +6,7 @@ MT-Bench-shaped and AlpacaEval-shaped questions, and the local OpenAI-compatible
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import re
@@ -215,6 +216,39 @@ def test_fastchat_judgments_count_a_malformed_verdict_instead_of_guessing(tmp_pa
     path.write_text("".join(json.dumps(row) + "\n" for row in rows))
     result = read_mt_bench_judgments(path, "tiny")
     assert result == {"score": 17 / 3, "verdicts": 4, "malformed": 1, "turn_1": 8.0, "turn_2": 4.5}
+
+
+def test_judged_mt_bench_answers_are_read_into_the_results_and_the_card(tmp_path):
+    from huggingface_hub import metadata_load
+
+    out = tmp_path / "eval"
+    answers = out / "mt_bench" / "model_answer" / "tiny.jsonl"
+    answers.parent.mkdir(parents=True)
+    answers.write_text("".join(json.dumps({"question_id": q}) + "\n" for q in (81, 111)))
+    before = answers.read_text()
+    judgments = tmp_path / "gpt-4_single.jsonl"
+    rows = [(81, 1, 9), (81, 2, 7), (111, 1, -1), (111, 2, 5)]
+    judgments.write_text("".join(json.dumps({"question_id": q, "model": "tiny", "turn": t, "score": s}) + "\n"
+                                 for q, t, s in rows))  # fmt: skip
+    # No model is loaded and the judged answers are kept: only the judgments are read.
+    assert main(["eval", "--model_name_or_path", "no/such-model", "--model_name", "tiny", "--output_dir", str(out),
+                 "--benchmarks", "mt_bench", "--mt_bench_judgments", str(judgments),
+                 "--reproduces", "hkust-nlp/deita-llama2-13b-v1.0-sft"]) == 0  # fmt: skip
+    assert answers.read_text() == before
+    mt_bench = json.loads((out / "results.json").read_text())["mt_bench"]
+    assert (mt_bench["score"], mt_bench["verdicts"], mt_bench["malformed"], mt_bench["questions"]) == (7.0, 4, 1, 2)
+    assert (
+        "| MT-Bench | 2 questions, 2 turns | score (1-10) | 7.00 (1 malformed verdict, left out) | 6.79 |"
+        in (out / "results.md").read_text()
+    )
+    [index] = metadata_load(out / "README.md")["model-index"]
+    assert [(r["dataset"]["name"], r["metrics"][0]["value"]) for r in index["results"]] == [("MT-Bench", 7.0)]
+
+
+def test_every_eval_option_is_documented():
+    text = (REPO_ROOT / "docs" / "evaluation.md").read_text()
+    for field in dataclasses.fields(EvalArguments):
+        assert f"| `{field.name}` |" in text, field.name
 
 
 def _ranking_judge(model_wins: set[str], malformed: set[str]):
