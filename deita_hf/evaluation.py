@@ -356,6 +356,8 @@ def run_leaderboard(
         raise EvaluationError(
             'the leaderboard tasks need lm-eval: pip install "deita-hf[eval]" (or drop leaderboard from benchmarks)'
         ) from None
+    from .modeling import resolve_device
+
     tasks = [parse_task(spec) for spec in arguments.leaderboard_tasks]
     batch_size = arguments.lm_eval_batch_size
     model = HFLM(
@@ -363,7 +365,8 @@ def run_leaderboard(
         revision=arguments.model_revision or "main",
         dtype=arguments.dtype or "auto",
         batch_size=int(batch_size) if str(batch_size).isdigit() else batch_size,
-        device=runtime.device,
+        # lm-eval wants a device name; under `accelerate launch` it places each process's copy itself.
+        device=str(resolve_device(runtime.device)),
         trust_remote_code=runtime.trust_remote_code,
     )
     manager = TaskManager(include_path=arguments.lm_eval_include_path)

@@ -285,7 +285,7 @@ def test_eval_end_to_end_offline(tiny_model_dir, sources, tmp_path, monkeypatch)
             "--leaderboard_tasks", "tiny_qa:0", "--lm_eval_include_path", str(sources["tasks"]),
             "--lm_eval_batch_size", "2", "--mt_bench_questions", str(sources["questions"]),
             "--alpaca_eval_instructions", str(sources["instructions"]), "--mt_bench_max_new_tokens", "6",
-            "--alpaca_eval_max_new_tokens", "6", "--device", "cpu", "--judge", "true",
+            "--alpaca_eval_max_new_tokens", "6", "--judge", "true",
             "--judge_base_url", server.url, "--judge_model", "local-judge",
             "--judge_api_key_env", "DEITA_TEST_JUDGE_KEY", "--reproduces", "hkust-nlp/deita-7b-v1.0-sft",
         ]) == 0  # fmt: skip
