@@ -222,8 +222,10 @@ def _model_line(role: str, model: dict[str, Any]) -> str:
     return f"| {role} | `{model['model']}` | {model.get('origin', '')} | `{model_revision(model)}` |"
 
 
-def render_markdown(summary: dict[str, Any], table: dict[str, list[Any]], selected_mask: np.ndarray) -> str:
-    """The text of ``report.md``."""
+def render_markdown(
+    summary: dict[str, Any], table: dict[str, list[Any]], selected_mask: np.ndarray, sections: tuple[str, ...] = ()
+) -> str:
+    """The text of ``report.md`` (``sections``: more Markdown, before the command line)."""
     counts = summary["counts"]
     source = summary["source"]
     lines = ["# Deita selection report", ""]
@@ -299,6 +301,7 @@ def render_markdown(summary: dict[str, Any], table: dict[str, list[Any]], select
         "![turns](turns.png)",
         "",
     ]
+    lines += list(sections)
     if summary.get("command_line"):
         lines += ["## Command", "", "```bash", summary["command_line"], "```", ""]
     return "\n".join(lines)
@@ -345,13 +348,13 @@ def _render(folder: Path, columns: dict[str, list[Any]], summary: dict[str, Any]
         examined = 0  # a baseline rejects nothing: no row of the score order is marked as rejected
     plot_score_rank(scores, selected_mask, examined, folder / "score_rank.png", smoke)
     plot_turns(columns, selected_mask, folder / "turns.png", smoke)
-    text = render_markdown(summary, columns, selected_mask)
+    sections = ()
     if (folder / STRATEGIES_FILE).is_file():
         strategies = json.loads((folder / STRATEGIES_FILE).read_text())
         plot_strategies(strategies, scores, threshold, folder / "strategies.png", smoke)
-        text += render_strategies(strategies, columns, threshold)
+        sections = (render_strategies(strategies, columns, threshold),)
     path = folder / REPORT_FILE
-    path.write_text(text)
+    path.write_text(render_markdown(summary, columns, selected_mask, sections))
     return path
 
 
