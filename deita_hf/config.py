@@ -249,6 +249,9 @@ class EvalArguments:
         mt_bench_judgments: FastChat's ``model_judgment/<judge>_single.jsonl`` for this model, to read the
             MT-Bench score from (after judging it with FastChat).
         reproduces: the released model this run reproduces, to show the paper's numbers beside the model's.
+        update_model_card: also write the results into the model folder's own card (``README.md`` of a local
+            ``model_name_or_path``, e.g. the one ``deita-hf sft`` wrote): its ``model-index`` and an
+            "Evaluation" section (default ``False``).
     """
 
     _argument_group_name = "evaluation"
@@ -296,6 +299,7 @@ class EvalArguments:
         "FastChat's single-answer judgment file to read the MT-Bench score from.", None
     )
     reproduces: str | None = _help("The released model this run reproduces (paper numbers beside).", None)
+    update_model_card: bool = _help("Also write the results into the local model folder's README.md.", False)
 
 
 #: The argument groups each subcommand reads.

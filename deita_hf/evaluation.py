@@ -540,8 +540,12 @@ def _number(value: Any, scale: float = 1.0, digits: int = 2) -> str:
     return "-" if value is None else f"{value * scale:.{digits}f}"
 
 
+def _count(count: int, noun: str) -> str:
+    return f"{count:,} {noun}{'' if count == 1 else 's'}"
+
+
 def _malformed_note(count: int | None) -> str:
-    return f" ({count} malformed verdict{'s' if count > 1 else ''}, left out)" if count else ""
+    return f" ({_count(count, 'malformed verdict')}, left out)" if count else ""
 
 
 def results_table(results: dict[str, Any]) -> str:
@@ -553,7 +557,7 @@ def results_table(results: dict[str, Any]) -> str:
         judged = mt_bench.get("score")
         note = _malformed_note(mt_bench.get("malformed"))
         lines.append(
-            f"| MT-Bench | {mt_bench['questions']} questions, 2 turns | score (1-10) | "
+            f"| MT-Bench | {_count(mt_bench['questions'], 'question')}, 2 turns | score (1-10) | "
             f"{_number(judged) if judged is not None else 'not judged'}{note} | {_number(paper.get('MT-Bench'))} |"
         )
     alpaca = results.get("alpaca_eval")
@@ -561,7 +565,7 @@ def results_table(results: dict[str, Any]) -> str:
         judged = alpaca.get("win_rate")
         note = _malformed_note(alpaca.get("malformed"))
         lines.append(
-            f"| AlpacaEval | {alpaca['instructions']} instructions | win rate (%) | "
+            f"| AlpacaEval | {_count(alpaca['instructions'], 'instruction')} | win rate (%) | "
             f"{_number(judged) if judged is not None else 'not judged'}{note} | {_number(paper.get('AlpacaEval'))} |"
         )
     leaderboard = results.get("leaderboard")
@@ -647,6 +651,34 @@ def render_card(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+CARD_SECTION_START = "<!-- deita-hf eval: start -->"
+CARD_SECTION_END = "<!-- deita-hf eval: end -->"
+
+
+def update_model_card(card_path: str | os.PathLike, results: dict[str, Any]) -> None:
+    """Write the results into an existing model card: its ``model-index`` metadata (replaced; the other
+    metadata kept) and an "Evaluation" section (replaced on a later run, else appended)."""
+    from huggingface_hub import metadata_load, metadata_save
+    from huggingface_hub.repocard_data import eval_results_to_model_index
+
+    card_path = Path(card_path)
+    if not card_path.is_file():
+        raise EvaluationError(f"update_model_card: {card_path} does not exist (is the model a local folder?)")
+    entries = eval_results(results)
+    metadata = metadata_load(card_path) or {}
+    if entries:
+        metadata["model-index"] = eval_results_to_model_index(results["model"], entries)
+    metadata_save(card_path, metadata)
+    text = card_path.read_text()
+    section = f"{CARD_SECTION_START}\n## Evaluation\n\n{results_table(results)}\n{CARD_SECTION_END}"
+    if CARD_SECTION_START in text and CARD_SECTION_END in text:
+        before, rest = text.split(CARD_SECTION_START, 1)
+        text = before + section + rest.split(CARD_SECTION_END, 1)[1]
+    else:
+        text = text.rstrip("\n") + "\n\n" + section + "\n"
+    card_path.write_text(text)
+
+
 def _write_json(path: Path, value: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(value, indent=2, ensure_ascii=False) + "\n")
@@ -717,6 +749,8 @@ def run_eval(arguments: EvalArguments, runtime: RuntimeArguments | None = None) 
     _write_json(output_dir / RESULTS_FILE, results)
     (output_dir / TABLE_FILE).write_text(results_table(results))
     (output_dir / CARD_FILE).write_text(render_card(results))
+    if arguments.update_model_card:
+        update_model_card(Path(arguments.model_name_or_path) / CARD_FILE, results)
     return results
 
 

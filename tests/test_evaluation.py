@@ -245,6 +245,33 @@ def test_judged_mt_bench_answers_are_read_into_the_results_and_the_card(tmp_path
     assert [(r["dataset"]["name"], r["metrics"][0]["value"]) for r in index["results"]] == [("MT-Bench", 7.0)]
 
 
+def test_the_results_go_into_the_model_folder_s_own_card(tmp_path):
+    from huggingface_hub import ModelCard, metadata_load
+
+    model = tmp_path / "my-sft"
+    model.mkdir()
+    card = model / "README.md"
+    card.write_text("---\nlicense: apache-2.0\nbase_model: mistralai/Mistral-7B-v0.1\n---\n\n# my-sft\n\nTrained.\n")
+    out = tmp_path / "eval"
+    answers = out / "mt_bench" / "model_answer" / "my-sft.jsonl"
+    answers.parent.mkdir(parents=True)
+    answers.write_text(json.dumps({"question_id": 81}) + "\n")
+    judgments = tmp_path / "judgments.jsonl"
+    arguments = ["eval", "--model_name_or_path", str(model), "--output_dir", str(out), "--benchmarks", "mt_bench",
+                 "--mt_bench_judgments", str(judgments), "--update_model_card", "true"]  # fmt: skip
+    for score in (8, 6):  # a second run replaces the first one's results
+        judgments.write_text(json.dumps({"question_id": 81, "model": "my-sft", "turn": 1, "score": score}) + "\n")
+        assert main(arguments) == 0
+    metadata = metadata_load(card)
+    assert (metadata["license"], metadata["base_model"]) == ("apache-2.0", "mistralai/Mistral-7B-v0.1")
+    [index] = metadata["model-index"]
+    assert index["name"] == "my-sft" and index["results"][0]["metrics"][0]["value"] == 6.0
+    text = ModelCard.load(card).text
+    assert text.startswith("\n# my-sft\n\nTrained.\n")
+    assert text.count("## Evaluation") == 1
+    assert "| MT-Bench | 1 question, 2 turns | score (1-10) | 6.00 | - |" in text
+
+
 def test_every_eval_option_is_documented():
     text = (REPO_ROOT / "docs" / "evaluation.md").read_text()
     for field in dataclasses.fields(EvalArguments):
