@@ -945,7 +945,13 @@ def format_summary(
                 f"; unreadable rows: {counts['unreadable_rows']}"
             )
         lines.append(line)
-    if "selected" in counts:
+    if "selected" in counts and summary["selection"].get("strategy", "deita") != "deita":
+        selection = summary["selection"]
+        lines.append(
+            f"  selected   {counts['selected']} of budget {selection['budget']} by the {selection['strategy']!r} "
+            "strategy (a baseline: no diversity filter)"
+        )
+    elif "selected" in counts:
         selection = summary["selection"]
         lines.append(
             f"  selected   {counts['selected']} of budget {selection['budget']} (threshold {selection['threshold']}): "

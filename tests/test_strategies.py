@@ -133,10 +133,14 @@ def pool_folder(tmp_path_factory) -> Path:
     return path
 
 
-def test_select_strategy_from_the_command_line(pool_folder, tmp_path):
+def test_select_strategy_from_the_command_line(pool_folder, tmp_path, capsys):
     out = tmp_path / "out"
     assert main(["select", "--dataset_name", str(pool_folder), "--output_dir", str(out), "--budget", "3",
                  "--strategy", "quality"]) == 0  # fmt: skip
+    assert (
+        "selected   3 of budget 3 by the 'quality' strategy (a baseline: no diversity filter)"
+        in capsys.readouterr().out
+    )
     assert load_from_disk(str(out / "selected"))["id"] == ["r1", "r3", "r0"]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["selection"] == {"budget": 3, "threshold": 0.9, "strategy": "quality", "seed": 42}
@@ -163,3 +167,18 @@ def test_compare_reports_every_strategy_beside_the_others(pool_folder, tmp_path)
     before = (out / "report" / "report.md").read_text()
     assert main(["report", str(out)]) == 0
     assert (out / "report" / "report.md").read_text() == before
+
+
+def test_rows_without_a_score_are_left_out_for_every_strategy(tmp_path):
+    pool = small_pool()
+    pool = pool.map(lambda row, i: {"deita_score": math.nan if i == 3 else row["deita_score"]}, with_indices=True)
+    pool.save_to_disk(str(tmp_path / "pool"))
+    out = tmp_path / "out"
+    assert main(["select", "--dataset_name", str(tmp_path / "pool"), "--output_dir", str(out), "--budget", "3",
+                 "--strategy", "score", "--compare", "true"]) == 0  # fmt: skip
+    assert load_from_disk(str(out / "selected"))["id"] == ["r1", "r4", "r0"]
+    strategies = json.loads((out / "report" / "strategies.json").read_text())
+    # Pool row numbers, row 3 never among them: deita rejects 0 as a near-duplicate of 1.
+    assert strategies["deita"]["rows"] == [1, 4, 2]
+    assert strategies["complexity"]["rows"] == [4, 2, 1]
+    assert all(3 not in subset["rows"] for subset in strategies.values())
