@@ -475,9 +475,9 @@ def judge_alpaca_eval(outputs: Path, reference: list[dict[str, Any]], arguments:
     try:
         import alpaca_eval
         from alpaca_eval import constants as alpaca_constants
-    except ImportError:
+    except ImportError as error:
         raise EvaluationError(
-            'the AlpacaEval judge needs alpaca-eval: pip install "deita-hf[eval]", or judge later with:\n'
+            f"alpaca-eval does not import ({error}); the answers are ready in {outputs}; judge them later with:\n"
             + alpaca_eval_command(outputs, arguments)
         ) from None
     source = alpaca_constants.EVALUATORS_CONFIG_DIR / arguments.alpaca_eval_annotator / "configs.yaml"
@@ -791,8 +791,38 @@ def _mt_bench(generator: Any, arguments: EvalArguments, output_dir: Path, model_
     return result
 
 
+def _installed(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
+
+
+def _alpaca_eval_reference(rows: list[dict[str, Any]], arguments: EvalArguments) -> list[dict[str, Any]]:
+    """The reference outputs the judge compares with, for the instructions of ``rows``."""
+    if arguments.alpaca_eval_reference:
+        reference = read_records(arguments.alpaca_eval_reference)
+    else:
+        missing = [i for i, row in enumerate(rows) if not isinstance(row.get("output"), str)]
+        if missing:
+            raise EvaluationError(
+                f"{arguments.alpaca_eval_instructions} has no reference 'output' in row {missing[0]}; pass "
+                "--alpaca_eval_reference"
+            )
+        reference = rows
+    wanted = {row["instruction"] for row in rows}
+    reference = [
+        {key: row[key] for key in ("instruction", "output", "generator", "dataset") if key in row}
+        for row in reference
+        if row.get("instruction") in wanted
+    ]
+    if len({row["instruction"] for row in reference}) < len(wanted):
+        raise EvaluationError(f"{arguments.alpaca_eval_reference} lacks a reference output for some instructions")
+    return reference
+
+
 def _alpaca_eval(generator: Any, arguments: EvalArguments, output_dir: Path, model_name: str) -> dict[str, Any]:
     rows = alpaca_eval_instructions(arguments.alpaca_eval_instructions, arguments.max_questions)
+    reference = _alpaca_eval_reference(rows, arguments) if arguments.judge else None  # checked before generating
     outputs = output_dir / "alpaca_eval" / "model_outputs.json"
     records = generate_alpaca_eval(
         generator,
@@ -804,25 +834,14 @@ def _alpaca_eval(generator: Any, arguments: EvalArguments, output_dir: Path, mod
     )
     _write_json(outputs, records)
     result: dict[str, Any] = {"outputs": str(outputs.relative_to(output_dir)), "instructions": len(records)}
-    if arguments.judge:
-        if arguments.alpaca_eval_reference:
-            reference = read_records(arguments.alpaca_eval_reference)
-        else:
-            missing = [i for i, row in enumerate(rows) if not isinstance(row.get("output"), str)]
-            if missing:
-                raise EvaluationError(
-                    f"{arguments.alpaca_eval_instructions} has no reference 'output' in row {missing[0]}; pass "
-                    "--alpaca_eval_reference"
-                )
-            reference = rows
-        wanted = {row["instruction"] for row in records}
-        reference = [
-            {key: row[key] for key in ("instruction", "output", "generator", "dataset") if key in row}
-            for row in reference
-            if row["instruction"] in wanted
-        ]
+    if arguments.judge and _installed("alpaca_eval"):
         result.update(judge_alpaca_eval(outputs, reference, arguments))
+        return result
+    result["judge_command"] = alpaca_eval_command(outputs, arguments)
+    if arguments.judge:
+        result["judge_unavailable"] = 'alpaca-eval is not installed (pip install "deita-hf[eval]")'
+        print(f"AlpacaEval: {result['judge_unavailable']}; the answers are ready in {outputs}. Judge them with:")
     else:
-        result["judge_command"] = alpaca_eval_command(outputs, arguments)
-        print(f"AlpacaEval: judge {outputs} with:\n{result['judge_command']}")
+        print(f"AlpacaEval: judge {outputs} with:")
+    print(result["judge_command"])
     return result

@@ -272,6 +272,42 @@ def test_the_results_go_into_the_model_folder_s_own_card(tmp_path):
     assert "| MT-Bench | 1 question, 2 turns | score (1-10) | 6.00 | - |" in text
 
 
+def test_without_alpaca_eval_the_answers_are_left_ready_with_the_command(tiny_model_dir, sources, tmp_path, monkeypatch,
+                                                                        capsys):  # fmt: skip
+    import deita_hf.evaluation as evaluation
+
+    monkeypatch.setattr(evaluation, "_installed", lambda module: False)
+    out = tmp_path / "eval"
+    assert main(["eval", "--model_name_or_path", str(tiny_model_dir), "--output_dir", str(out), "--benchmarks",
+                 "alpaca_eval", "--alpaca_eval_instructions", str(sources["instructions"]),
+                 "--alpaca_eval_max_new_tokens", "4", "--judge", "true"]) == 0  # fmt: skip
+    alpaca = json.loads((out / "results.json").read_text())["alpaca_eval"]
+    assert alpaca["judge_unavailable"] == 'alpaca-eval is not installed (pip install "deita-hf[eval]")'
+    outputs = out / "alpaca_eval" / "model_outputs.json"
+    assert alpaca["judge_command"].endswith(
+        f"alpaca_eval --model_outputs {outputs} --annotators_config alpaca_eval_gpt4"
+    )
+    assert alpaca["judge_command"] in capsys.readouterr().out
+    assert len(json.loads(outputs.read_text())) == 3
+    assert "| AlpacaEval | 3 instructions | win rate (%) | not judged | - |" in (out / "results.md").read_text()
+
+
+def test_a_reference_without_outputs_is_refused_before_generating(tiny_model_dir, tmp_path):
+    instructions = tmp_path / "instructions.json"
+    instructions.write_text(json.dumps([{"instruction": "Hi"}]))
+    out = tmp_path / "eval"
+    with pytest.raises(EvaluationError, match="has no reference 'output' in row 0; pass --alpaca_eval_reference"):
+        evaluation_run(["--model_name_or_path", str(tiny_model_dir), "--output_dir", str(out), "--benchmarks",
+                        "alpaca_eval", "--alpaca_eval_instructions", str(instructions), "--judge", "true"])  # fmt: skip
+    assert not (out / "alpaca_eval" / "model_outputs.json").exists()
+
+
+def evaluation_run(argv: list[str]):
+    from deita_hf.evaluation import run_eval
+
+    return run_eval(*parse_recipe(argv, EVAL_ARGUMENTS))
+
+
 def test_every_eval_option_is_documented():
     text = (REPO_ROOT / "docs" / "evaluation.md").read_text()
     for field in dataclasses.fields(EvalArguments):
