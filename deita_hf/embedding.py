@@ -24,8 +24,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -44,6 +42,7 @@ from .constants import (
 )
 from .formats import Message, RowError, detect_format, is_batched, iter_batch_rows, row_messages
 from .modeling import LazyModel, split_map_args
+from .tokenization import PromptEncoder, check_tokenization, model_file, prompt_encoder
 
 logger = logging.getLogger(__name__)
 
@@ -100,106 +99,9 @@ def sentence_text(messages: Sequence[Mapping[str, str]], only_answer: bool = Fal
     return "\n".join(m["content"] for m in rest if not only_answer or m["role"] == "assistant")
 
 
-def _local_file(name_or_path: str | None, filename: str, revision: str | None) -> str | None:
-    """``filename`` from a local model folder or, for a Hub id, from the Hub cache or the Hub; else None."""
-    if not name_or_path:
-        return None
-    if os.path.isdir(name_or_path):
-        path = os.path.join(name_or_path, filename)
-        return path if os.path.isfile(path) else None
-    try:
-        from huggingface_hub import hf_hub_download
-
-        return hf_hub_download(name_or_path, filename, revision=revision)
-    except Exception as error:  # absent from the repository, offline, ...: the file is optional
-        logger.debug("no %s for %s: %s", filename, name_or_path, error)
-        return None
-
-
-class _LegacyEncoder:
-    """Token ids as the reference's legacy (slow, SentencePiece) LLaMA tokenizer made them.
-
-    The text is split on the tokenizer's special-token strings (``</s>`` becomes the EOS id) and each
-    piece in between is encoded on its own, so that it starts with a word-start piece, as legacy
-    SentencePiece did (``</s>USER:`` keeps ``▁USER``). The pieces are encoded with the SentencePiece model
-    itself when one is available: the ``tokenizers`` conversion of it splits runs of spaces differently.
-    Without one, each piece is encoded with the tokenizer (exact for byte-level BPE tokenizers).
-    """
-
-    def __init__(self, tokenizer: Any, sentencepiece_file: str | None = None):
-        self.tokenizer = tokenizer
-        specials = {}
-        for token in tokenizer.all_special_tokens:
-            token_id = tokenizer.convert_tokens_to_ids(token)
-            if isinstance(token_id, int):
-                specials[str(token)] = token_id
-        self.special_ids = specials
-        pattern = "|".join(re.escape(token) for token in sorted(specials, key=len, reverse=True))
-        self.splitter = re.compile(f"({pattern})") if pattern else None
-        probe = tokenizer("a").input_ids
-        self.prefix = (
-            [tokenizer.bos_token_id]
-            if tokenizer.bos_token_id is not None and probe[:1] == [tokenizer.bos_token_id]
-            else []
-        )
-        self.sentencepiece = self._sentencepiece(sentencepiece_file)
-
-    def _sentencepiece(self, path: str | None) -> Any:
-        if path is None:
-            return None
-        try:
-            import sentencepiece
-        except ImportError:
-            logger.warning(
-                "sentencepiece is not installed: encoding with the tokenizer, whose handling of runs "
-                "of spaces differs from the reference's SentencePiece tokenizer"
-            )
-            return None
-        processor = sentencepiece.SentencePieceProcessor(model_file=str(path))
-        tokenizer = self.tokenizer
-        probe = "Hello world, 12 apples."
-        consistent = (
-            processor.bos_id() == tokenizer.bos_token_id
-            and processor.eos_id() == tokenizer.eos_token_id
-            and processor.encode(probe) == tokenizer(probe, add_special_tokens=False).input_ids
-        )
-        if not consistent:
-            logger.warning(
-                "the SentencePiece model %s does not match the tokenizer; encoding with the tokenizer", path
-            )
-            return None
-        return processor
-
-    @property
-    def name(self) -> str:
-        return "sentencepiece" if self.sentencepiece is not None else "tokenizer"
-
-    def __call__(self, texts: Sequence[str]) -> list[list[int]]:
-        pieces: list[list[str | int]] = []
-        for text in texts:
-            parts = self.splitter.split(text) if self.splitter else [text]
-            # re.split with a group alternates text, special token, text, ...
-            pieces.append([self.special_ids[p] if j % 2 else p for j, p in enumerate(parts) if j % 2 or p])
-        plain = [p for parts in pieces for p in parts if isinstance(p, str)]
-        if self.sentencepiece is not None:
-            encoded = iter(self.sentencepiece.encode(plain))
-        else:
-            encoded = iter(self.tokenizer(plain, add_special_tokens=False).input_ids if plain else [])
-        out = []
-        for parts in pieces:
-            ids = list(self.prefix)
-            for p in parts:
-                if isinstance(p, int):
-                    ids.append(p)
-                else:
-                    ids.extend(next(encoded))
-            out.append(ids)
-        return out
-
-
 def _detect_kind(model: Any, name_or_path: str | None, revision: str | None, trust_remote_code: bool) -> str:
     """``"sentence"`` for a sentence-transformers folder or an encoder model, else ``"causal_lm"``."""
-    if name_or_path and _local_file(name_or_path, "modules.json", revision):
+    if name_or_path and model_file(name_or_path, "modules.json", revision, "set kind='causal_lm' or 'sentence'"):
         return "sentence"
     if model is not None:
         config = getattr(model, "config", None)
@@ -240,14 +142,18 @@ class Embedder(LazyModel):
             beginning and are counted in ``stats["truncated_texts"]``. A sentence model is also held to its
             own limit (``max_seq_length`` of its ``sentence_bert_config.json``, else its position count).
         only_answer: embed only the assistant texts, joined by newlines (the reference's option).
+        tokenization: how a causal LM's text becomes ids: ``"auto"`` (default: with the SentencePiece model
+            when the tokenizer or the model has one, else with the tokenizer), ``"sentencepiece"`` (an error
+            without one) or ``"tokenizer"``. See :mod:`deita_hf.tokenization`.
         progress: show a progress bar over the texts.
         revision, dtype, device, trust_remote_code: see :class:`deita_hf.modeling.LazyModel` (bf16 on GPU,
             fp32 on CPU by default).
 
-    A causal LM's text is tokenized as the reference's legacy SentencePiece tokenizer did: with the
-    tokenizer's SentencePiece model when one is found (its ``vocab_file``, or ``tokenizer.model`` beside
-    the model or in its Hub repository), else with the tokenizer, one piece between special tokens at a
-    time. ``encoding`` says which.
+    A causal LM's text is tokenized as the reference's legacy SentencePiece tokenizer did: BOS, then each
+    piece between special tokens on its own, with the SentencePiece model (its ``vocab_file``, or
+    ``tokenizer.model`` beside the model or in its Hub repository) or the tokenizer, as ``tokenization``
+    says; ``encoding`` says which was used. A Hub repository that cannot be asked is an error, never a
+    silent switch.
 
     Example::
 
@@ -268,6 +174,7 @@ class Embedder(LazyModel):
         batch_size: int = 8,
         max_length: int = 2048,
         only_answer: bool = False,
+        tokenization: str = "auto",
         progress: bool = True,
         revision: str | None = None,
         dtype: str | torch.dtype | None = None,
@@ -284,6 +191,7 @@ class Embedder(LazyModel):
         if max_length < 2:
             raise ValueError(f"max_length must be at least 2 tokens, got {max_length}")
         self.kind = kind
+        self.tokenization = check_tokenization(tokenization)
         self.format = format
         self.batch_size = batch_size
         self.max_length = max_length
@@ -298,18 +206,25 @@ class Embedder(LazyModel):
             self._kind = _detect_kind(self._given_model, name, self.revision, self.trust_remote_code)
         tokenizer = self._tokenizer
         if self._kind == "causal_lm":
-            vocab_file = getattr(tokenizer, "vocab_file", None)
-            if not (vocab_file and str(vocab_file).endswith(".model") and os.path.isfile(vocab_file)):
-                vocab_file = _local_file(self.tokenizer_name_or_path or name, "tokenizer.model", self.revision)
-            self._encoder = _LegacyEncoder(tokenizer, vocab_file)
+            self._encoder: PromptEncoder | None = prompt_encoder(
+                tokenizer, self.tokenization, self.tokenizer_name_or_path or name, self.revision
+            )
             self._limit = self.max_length
         else:
             self._encoder = None
             self._limit = min(self.max_length, self._sentence_model_limit())
-        logger.info("embedding with %s as %s (max %d tokens)", self.name, self._kind, self._limit)
+        logger.info(
+            "embedding with %s as %s, encoded with the %s (max %d tokens)",
+            self.name,
+            self._kind,
+            self._encoder.name if self._encoder is not None else "tokenizer",
+            self._limit,
+        )
 
     def _sentence_model_limit(self) -> int:
-        config_file = _local_file(self.model_name_or_path, "sentence_bert_config.json", self.revision)
+        config_file = model_file(
+            self.model_name_or_path, "sentence_bert_config.json", self.revision, "set max_length to the model's limit"
+        )
         if config_file:
             limit = json.loads(Path(config_file).read_text()).get("max_seq_length")
             if limit:

@@ -3,7 +3,8 @@
 A :class:`LazyModel` holds what is needed to load a model (a Hub id or local path, a revision, a dtype)
 and loads it on first use, once per process. Its pickled state (what ``datasets`` hashes into a cache
 fingerprint and what ``num_proc`` sends to worker processes) holds only those settings, never the
-weights, unless a loaded model object was passed in.
+weights, unless a loaded model object was passed in; and a cheap signature of the weights behind each
+name (:func:`source_signature`), so that new weights saved under the same name give a new fingerprint.
 """
 
 from __future__ import annotations
@@ -44,6 +45,36 @@ def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torc
     if not isinstance(resolved, torch.dtype):
         raise ValueError(f"unknown dtype {dtype!r}; use e.g. 'float32', 'bfloat16' or 'float16'")
     return resolved
+
+
+def source_signature(name_or_path: str | None, revision: str | None = None) -> Any:
+    """What changes when the weights behind a model name change, cheaply: for a local folder, the name,
+    size and modification time of each file in it (config, weights, tokenizer); for a Hub id, the commit
+    that ``revision`` resolves to in the local Hub cache (None while it is not cached: the name and revision
+    then stand for the weights).
+
+    >>> source_signature("org/not-cached-anywhere") is None
+    True
+    """
+    if not name_or_path:
+        return None
+    if os.path.isdir(name_or_path):
+        return sorted(
+            (entry.name, entry.stat().st_size, entry.stat().st_mtime_ns)
+            for entry in os.scandir(name_or_path)
+            if entry.is_file()
+        )
+    if os.path.exists(name_or_path):
+        stat = os.stat(name_or_path)
+        return [(os.path.basename(name_or_path), stat.st_size, stat.st_mtime_ns)]
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        cached = try_to_load_from_cache(name_or_path, "config.json", revision=revision)
+    except Exception:  # not a valid repository id: the name is all there is
+        return None
+    # <cache>/models--org--name/snapshots/<commit>/config.json
+    return os.path.basename(os.path.dirname(cached)) if isinstance(cached, str) else None
 
 
 class LazyModel:
@@ -93,9 +124,16 @@ class LazyModel:
 
     # -- pickling: settings only, never the lazily loaded weights -------------------------------------
     def __getstate__(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if k not in self._process_local}
+        state = {k: v for k, v in self.__dict__.items() if k not in self._process_local}
+        # Part of the datasets fingerprint: new weights under the same name must not be served from the cache.
+        state["_source_signature"] = [
+            source_signature(name, self.revision) for name in (self.model_name_or_path, self.tokenizer_name_or_path)
+        ]
+        return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
+        state = dict(state)
+        state.pop("_source_signature", None)
         self.__dict__.update(state)
         self._model = None
         self._tokenizer = None

@@ -35,6 +35,7 @@ from .constants import (
 )
 from .formats import RowError, Turn, detect_format, is_batched, iter_batch_rows, row_turns
 from .modeling import LazyModel, split_map_args
+from .tokenization import PromptEncoder, check_tokenization, prompt_encoder
 
 logger = logging.getLogger(__name__)
 
@@ -73,7 +74,7 @@ class TurnScorer(LazyModel):
     template: str = ""
     column: str = ""
     default_model: str = ""
-    _process_local = LazyModel._process_local + ("_digit_ids", "_prefix_ids", "_prefix_cache")
+    _process_local = LazyModel._process_local + ("_digit_ids", "_prefix_ids", "_prefix_cache", "_encoder")
 
     def __init__(
         self,
@@ -86,6 +87,7 @@ class TurnScorer(LazyModel):
         max_length: int | None = None,
         on_error: str = "raise",
         reuse_prefix: bool = True,
+        tokenization: str = "auto",
         progress: bool = True,
         **load_kwargs: Any,
     ):
@@ -102,6 +104,7 @@ class TurnScorer(LazyModel):
         self.max_length = max_length
         self.on_error = on_error
         self.reuse_prefix = reuse_prefix
+        self.tokenization = check_tokenization(tokenization)
         self.progress = progress
 
     # -- prompts -----------------------------------------------------------------------------------------
@@ -122,31 +125,47 @@ class TurnScorer(LazyModel):
         ids, shortened = self.encode_turns([(instruction, output)])
         return ids[0], bool(shortened)
 
+    @property
+    def prompt_encoder(self) -> PromptEncoder:
+        """What turns prompts into ids (:mod:`deita_hf.tokenization`): ``[bos] + sp.encode(prompt)`` with the
+        checkpoint's SentencePiece model, as the reference stack did, or the tokenizer where there is none
+        (``tokenization`` chooses). With a tokenizer object passed in, this loads no model."""
+        if getattr(self, "_encoder", None) is None:
+            tokenizer = self._given_tokenizer if self._given_tokenizer is not None else self.tokenizer
+            name = self.tokenizer_name_or_path or self.model_name_or_path
+            self._encoder = prompt_encoder(tokenizer, self.tokenization, name, self.revision)
+        return self._encoder
+
+    @property
+    def encoding(self) -> str:
+        """``"sentencepiece"`` or ``"tokenizer"``: how the prompts are encoded (see :attr:`prompt_encoder`)."""
+        return self.prompt_encoder.name
+
     def encode_turns(self, turns: Sequence[Turn]) -> tuple[list[list[int]], int]:
-        """Token ids of the prompts of many turns (one batched tokenizer call), and how many were shortened."""
-        tokenizer = self._given_tokenizer if self._given_tokenizer is not None else self.tokenizer
-        encoded = tokenizer([self.render(instruction, output) for instruction, output in turns]).input_ids
+        """Token ids of the prompts of many turns (one batched call), and how many were shortened."""
+        encoder = self.prompt_encoder
+        encoded = encoder([self.render(instruction, output) for instruction, output in turns])
         limit = self.effective_max_length
         shortened = 0
         for i, ids in enumerate(encoded):
             if len(ids) > limit:
-                encoded[i] = self._shorten(tokenizer, *turns[i], len(ids), limit)
+                encoded[i] = self._shorten(encoder, *turns[i], len(ids), limit)
                 shortened += 1
         return encoded, shortened
 
-    def _shorten(self, tokenizer: Any, instruction: str, output: str, length: int, limit: int) -> list[int]:
+    def _shorten(self, encoder: PromptEncoder, instruction: str, output: str, length: int, limit: int) -> list[int]:
         """Cut text out of the middle of the response, then of the instruction, until the prompt fits."""
         texts = {"instruction": instruction, "output": output}
         ids: list[int] = []
         for name, _ in self._shortenable(instruction, output):
             while length > limit and texts[name]:
                 text = texts[name]
-                field_tokens = max(1, len(tokenizer(text, add_special_tokens=False).input_ids))
+                field_tokens = max(1, len(encoder.encode_pieces([text])[0]))
                 cut = min(len(text), math.ceil((length - limit) * len(text) / field_tokens) + 1)
                 keep = len(text) - cut
                 # Keep the start and the end of the text; the template's tail stays the last tokens.
                 texts[name] = text[: (keep + 1) // 2] + text[len(text) - keep // 2 :] if keep else ""
-                ids = tokenizer(self.render(texts["instruction"], texts["output"])).input_ids
+                ids = encoder([self.render(texts["instruction"], texts["output"])])[0]
                 length = len(ids)
         if length > limit:
             raise ValueError(
@@ -162,15 +181,14 @@ class TurnScorer(LazyModel):
 
     # -- the model -----------------------------------------------------------------------------------------
     def on_load(self) -> None:
-        tokenizer = self._tokenizer
-        self._digit_ids = digit_token_ids(tokenizer)
+        self._digit_ids = digit_token_ids(self._tokenizer)
         self._prefix_ids: list[int] = []
         self._prefix_cache = None
         if self.reuse_prefix:
             # The template's opening words are the same tokens in every prompt. Drop the last two tokens of
             # the encoded head: they may merge with the text that follows it.
             head = self.template.split("{", 1)[0]
-            prefix = tokenizer(head).input_ids[:-2]
+            prefix = self.prompt_encoder([head])[0][:-2]
             if len(prefix) >= 4:
                 self._prefix_ids = prefix
                 with torch.inference_mode():
@@ -312,6 +330,9 @@ class ComplexityScorer(TurnScorer):
         on_error: ``"raise"`` (default) on a row that cannot be read, or ``"nan"`` to record NaN scores for
             it and count it in ``stats["unreadable_rows"]``.
         reuse_prefix: run the template's shared opening tokens once and reuse their cache (exact).
+        tokenization: how prompts become ids: ``"auto"`` (default: ``[bos] + sp.encode(prompt)`` with the
+            SentencePiece model when the tokenizer or the checkpoint has one, as the reference stack did;
+            else the tokenizer), ``"sentencepiece"`` (an error without one) or ``"tokenizer"``.
         progress: show a progress bar over the forward passes.
         revision, dtype, device, trust_remote_code: see :class:`deita_hf.modeling.LazyModel`.
 
