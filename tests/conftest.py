@@ -48,6 +48,56 @@ def mistral_tokenizer(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def released_layout_scorer(tmp_path_factory) -> Path:
+    """A checkpoint laid out like the released Deita scorers (hkust-nlp/deita-complexity-scorer): pickle weight
+    shards ``pytorch_model-0000k-of-00002.bin`` with their index, ``tokenizer.model`` only (the real
+    Mistral-7B-v0.1 SentencePiece model; no ``tokenizer.json``), ``added_tokens.json`` with ``<pad>`` = 32000,
+    ``LlamaTokenizer`` in ``tokenizer_config.json``; and tiny random LLaMA weights (fp32, seed 0)."""
+    mistral_common = pytest.importorskip("mistral_common")
+    import json
+    from shutil import copyfile
+
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    folder = tmp_path_factory.mktemp("released-layout-scorer")
+    copyfile(Path(mistral_common.__file__).parent / "data" / "tokenizer.model.v1", folder / "tokenizer.model")
+    specials = {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>", "pad_token": "<pad>"}
+    (folder / "added_tokens.json").write_text(json.dumps({"<pad>": 32000}))
+    (folder / "special_tokens_map.json").write_text(json.dumps(specials))
+    tokenizer_config = {"tokenizer_class": "LlamaTokenizer", "add_bos_token": True, "add_eos_token": False}
+    tokenizer_config.update(specials, model_max_length=2048, legacy=False, clean_up_tokenization_spaces=False)
+    (folder / "tokenizer_config.json").write_text(json.dumps(tokenizer_config))
+    config = LlamaConfig(
+        vocab_size=32001,
+        hidden_size=16,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        intermediate_size=32,
+        max_position_embeddings=4096,
+        bos_token_id=1,
+        eos_token_id=2,
+        pad_token_id=32000,
+        initializer_range=0.2,
+        tie_word_embeddings=False,
+        architectures=["LlamaForCausalLM"],
+    )
+    torch.manual_seed(0)
+    state = LlamaForCausalLM(config).float().state_dict()
+    config.save_pretrained(folder)
+    names = list(state)
+    index = {"metadata": {"total_size": sum(t.numel() * t.element_size() for t in state.values())}, "weight_map": {}}
+    for k, part in enumerate((names[: len(names) // 2], names[len(names) // 2 :]), start=1):
+        shard = f"pytorch_model-{k:05d}-of-00002.bin"
+        torch.save({name: state[name].clone() for name in part}, folder / shard)
+        index["weight_map"].update(dict.fromkeys(part, shard))
+    (folder / "pytorch_model.bin.index.json").write_text(json.dumps(index, indent=2))
+    assert not (folder / "tokenizer.json").exists()
+    return folder
+
+
+@pytest.fixture(scope="session")
 def tiny_llama(byte_tokenizer):
     """A tiny random-weight LLaMA over the byte tokenizer (fp32, seed 0)."""
     from deita_hf.tiny import tiny_causal_lm
