@@ -177,6 +177,24 @@ def test_embedder_pickles_without_weights_and_has_a_stable_fingerprint():
     assert Hasher.hash(embedder) != Hasher.hash(Embedder("org/some-model", batch_size=4, only_answer=True))
 
 
+def test_new_weights_in_the_same_folder_are_embedded_again_not_served_from_the_cache(tmp_path):
+    from deita_hf.tiny import save_tiny_scorer
+
+    path = str(save_tiny_scorer(tmp_path / "model", seed=0))
+    rows = {"messages": [[{"role": "user", "content": f"Question {i}"}, {"role": "assistant", "content": "Yes"}]
+                         for i in range(3)]}  # fmt: skip
+    Dataset.from_dict(rows).save_to_disk(tmp_path / "pool")
+    ds = Dataset.load_from_disk(tmp_path / "pool")
+    first = ds.map(Embedder(path, progress=False), batched=True)
+    unchanged = Embedder(path, progress=False)
+    assert ds.map(unchanged, batched=True).cache_files == first.cache_files and unchanged._model is None
+    save_tiny_scorer(path, seed=1)
+    embedder = Embedder(path, progress=False)
+    second = ds.map(embedder, batched=True)
+    assert second._fingerprint != first._fingerprint and embedder._model is not None
+    assert not np.allclose(second["embedding"], first["embedding"])
+
+
 def test_embedder_loads_a_local_path_as_the_base_model(tiny_llama, byte_tokenizer, tmp_path):
     tiny_llama.save_pretrained(tmp_path)
     byte_tokenizer.save_pretrained(tmp_path)

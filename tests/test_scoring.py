@@ -318,6 +318,44 @@ def test_a_second_identical_map_is_served_from_the_cache(tmp_path):
     assert second["complexity_scores"] == first["complexity_scores"]
 
 
+def test_new_weights_saved_into_the_same_folder_are_not_served_from_the_cache(tmp_path):
+    path = str(save_tiny_scorer(tmp_path / "scorer", seed=0))
+    Dataset.from_dict(ALPACA_BATCH).save_to_disk(tmp_path / "pool")
+    ds = Dataset.load_from_disk(tmp_path / "pool")
+    first = ds.map(ComplexityScorer(path, progress=False), batched=True)
+    save_tiny_scorer(path, seed=1)  # retrained: other weights, same folder, same file names and sizes
+    scorer = ComplexityScorer(path, progress=False)
+    second = ds.map(scorer, batched=True)
+    assert second._fingerprint != first._fingerprint
+    assert scorer._model is not None  # computed again
+    fresh = ds.map(ComplexityScorer(path, progress=False), batched=True, load_from_cache_file=False)
+    assert second["complexity_scores"] == fresh["complexity_scores"] != first["complexity_scores"]
+    # The folder unchanged since: served from the cache.
+    again_scorer = ComplexityScorer(path, progress=False)
+    again = ds.map(again_scorer, batched=True)
+    assert again.cache_files == second.cache_files and again_scorer._model is None
+
+
+def test_the_fingerprint_of_a_hub_id_names_the_cached_commit(tmp_path, monkeypatch):
+    from deita_hf.modeling import source_signature
+
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    snapshot = tmp_path / "models--org--scorer" / "snapshots" / commit
+    snapshot.mkdir(parents=True)
+    (snapshot / "config.json").write_text("{}")
+    (tmp_path / "models--org--scorer" / "refs").mkdir()
+    (tmp_path / "models--org--scorer" / "refs" / "main").write_text(commit)
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path))
+    assert source_signature("org/scorer") == commit
+    before = Hasher.hash(ComplexityScorer("org/scorer"))
+    other = "fedcba9876543210fedcba9876543210fedcba98"
+    (snapshot.parent / other).mkdir()
+    (snapshot.parent / other / "config.json").write_text("{}")
+    (tmp_path / "models--org--scorer" / "refs" / "main").write_text(other)
+    assert source_signature("org/scorer") == other
+    assert Hasher.hash(ComplexityScorer("org/scorer")) != before
+
+
 @pytest.mark.slow
 def test_num_proc_2_with_rank_equals_one_process(tmp_path):
     path = str(save_tiny_scorer(tmp_path / "scorer", seed=5))
