@@ -43,14 +43,20 @@ def main(argv: list[str] | None = None) -> None:
     # Data: the sampled pairs (Deita: 10K with seed 42), as TRL conversational prompt/chosen/rejected.
     with training_args.main_process_first(desc="loading the preference data"):
         train_dataset = load_training_data(
-            script_args.dataset_name, split=script_args.dataset_train_split, config=script_args.dataset_config
+            script_args.dataset_name,
+            split=script_args.dataset_train_split,
+            config=script_args.dataset_config,
+            revision=script_args.dataset_revision,
         )
         train_dataset = sample_rows(train_dataset, script_args.dataset_sample_size, script_args.dataset_sample_seed)
         train_dataset = to_preference_dataset(train_dataset, training_args.dataset_num_proc)
         eval_dataset = None
         if training_args.eval_strategy != "no":
             eval_dataset = load_training_data(
-                script_args.dataset_name, split=script_args.dataset_test_split, config=script_args.dataset_config
+                script_args.dataset_name,
+                split=script_args.dataset_test_split,
+                config=script_args.dataset_config,
+                revision=script_args.dataset_revision,
             )
             eval_dataset = to_preference_dataset(eval_dataset, training_args.dataset_num_proc)
 

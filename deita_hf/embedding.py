@@ -206,9 +206,9 @@ class Embedder(LazyModel):
             self._kind = _detect_kind(self._given_model, name, self.revision, self.trust_remote_code)
         tokenizer = self._tokenizer
         if self._kind == "causal_lm":
-            self._encoder: PromptEncoder | None = prompt_encoder(
-                tokenizer, self.tokenization, self.tokenizer_name_or_path or name, self.revision
-            )
+            # A tokenizer object passed in brings its own vocab_file; a named one, its folder or repository.
+            where = None if self._given_tokenizer is not None else self.tokenizer_name_or_path or name
+            self._encoder: PromptEncoder | None = prompt_encoder(tokenizer, self.tokenization, where, self.revision)
             self._limit = self.max_length
         else:
             self._encoder = None

@@ -203,8 +203,10 @@ def load_input(
     dataset_config: str | None = None,
     dataset_split: str = "train",
     max_rows: int | None = None,
+    revision: str | None = None,
 ) -> Any:
-    """Load the pool: a local json / jsonl / parquet / csv file, a ``save_to_disk`` folder, or a Hub dataset.
+    """Load the pool: a local json / jsonl / parquet / csv file, a ``save_to_disk`` folder, or a Hub dataset
+    (at ``revision``).
 
     >>> ds = load_input("deita_hf/data/alpaca_eval_sample.jsonl", max_rows=8)  # doctest: +SKIP
     """
@@ -234,7 +236,7 @@ def load_input(
         raise PipelineError(f"no such file or folder: {dataset_name}")
     else:
         try:
-            dataset = datasets.load_dataset(dataset_name, dataset_config, split=dataset_split)
+            dataset = datasets.load_dataset(dataset_name, dataset_config, split=dataset_split, revision=revision)
         except Exception as error:
             raise PipelineError(
                 f"cannot load {dataset_name!r} (config {dataset_config!r}, split {dataset_split!r}) from the Hub: "

@@ -8,8 +8,9 @@ load like the released scorers::
     deita-hf train-scorer --config recipes/scorers/mistral-7b-complexity.yaml
     accelerate launch --config_file <accelerate.yaml> -m deita_hf.scorer_training --config <recipe.yaml>
 
-Each row is tokenized here, exactly as the scorer tokenizes at inference (:meth:`TurnScorer.encode`: the
-prompt with the tokenizer's default special tokens, shortened to ``max_length - 1`` tokens by cutting the
+Each row is tokenized here, exactly as the scorer tokenizes at inference (:meth:`TurnScorer.encode`: BOS
+and the prompt's SentencePiece ids where the base model has a ``tokenizer.model``, else the tokenizer's ids
+with its default special tokens; shortened to ``max_length - 1`` tokens by cutting the
 middle of the response, then of the instruction), followed by the one token of the score digit. TRL's
 ``SFTTrainer`` gets ``input_ids`` and a ``completion_mask`` that marks that one token, and with
 ``completion_only_loss=True`` only that token is learned. Letting TRL tokenize the text instead would
@@ -25,6 +26,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +40,7 @@ from .evol import check_task
 from .formats import RowError
 from .ranking import SCORERS
 from .scoring import TurnScorer, digit_token_ids
+from .tokenization import SENTENCEPIECE_FILE
 
 logger = logging.getLogger(__name__)
 
@@ -152,6 +155,18 @@ def tokenize_scorer_data(dataset: Any, scorer: TurnScorer, *, num_proc: int | No
     return tokenized.remove_columns("shortened")
 
 
+def save_sentencepiece_model(scorer: TurnScorer, output_dir: str | Path, main_process: bool = True) -> None:
+    """Copy the SentencePiece model that encoded the training prompts into the trained scorer's folder.
+
+    transformers 5 saves a LLaMA/Mistral tokenizer as ``tokenizer.json`` only; without ``tokenizer.model``
+    the trained scorer would encode its prompts with the tokenizer, whose ids differ from SentencePiece's on
+    runs of spaces, and so from the ids it was trained on.
+    """
+    encoder = scorer.prompt_encoder
+    if main_process and encoder.sentencepiece_file is not None:
+        shutil.copyfile(encoder.sentencepiece_file, Path(output_dir) / SENTENCEPIECE_FILE)
+
+
 def _ranks(values: Sequence[float]) -> np.ndarray:
     """Ranks from 1, ties sharing their average rank."""
     values = np.asarray(values, dtype=float)
@@ -261,6 +276,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
     trainer.save_model(training_args.output_dir)
+    save_sentencepiece_model(scorer, training_args.output_dir, trainer.is_world_process_zero())
     trainer.create_model_card(dataset_name=data_name, tags=["deita", "deita-scorer", f"{script_args.task}-scorer"])
     if training_args.push_to_hub:
         trainer.push_to_hub(dataset_name=data_name)
@@ -283,6 +299,7 @@ __all__ = [
     "evaluate_scorer",
     "load_scorer_tokenizer",
     "main",
+    "save_sentencepiece_model",
     "spearman",
     "tokenize_scorer_data",
     "training_types",

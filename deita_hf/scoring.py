@@ -131,8 +131,10 @@ class TurnScorer(LazyModel):
         checkpoint's SentencePiece model, as the reference stack did, or the tokenizer where there is none
         (``tokenization`` chooses). With a tokenizer object passed in, this loads no model."""
         if getattr(self, "_encoder", None) is None:
-            tokenizer = self._given_tokenizer if self._given_tokenizer is not None else self.tokenizer
-            name = self.tokenizer_name_or_path or self.model_name_or_path
+            if self._given_tokenizer is not None:  # a tokenizer object: its own vocab_file, nothing else
+                tokenizer, name = self._given_tokenizer, None
+            else:
+                tokenizer, name = self.tokenizer, self.tokenizer_name_or_path or self.model_name_or_path
             self._encoder = prompt_encoder(tokenizer, self.tokenization, name, self.revision)
         return self._encoder
 

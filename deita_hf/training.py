@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import random
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -48,8 +49,11 @@ class ScriptArguments(trl.ScriptArguments):
         dataset_format (`str`, *optional*):
             Row format of SFT data: ``"messages"``, ``"sharegpt"``, ``"alpaca"`` or ``"prompt_response"``.
             Detected from the columns when not set.
+        dataset_revision (`str`, *optional*):
+            Revision (branch, tag or commit) of a Hub dataset ``dataset_name``.
         dataset_sample_size (`int`, *optional*):
-            Train on a random sample of this many rows of the training split (Deita's DPO data: 10000).
+            Train on a random sample of this many rows of the training split (Deita's DPO data: 10000), drawn
+            as the reference drew it: see :func:`sample_rows`.
         dataset_sample_seed (`int`, *optional*, defaults to `42`):
             Seed of that sample (Deita's DPO data: 42).
         reproduces (`str`, *optional*):
@@ -63,6 +67,9 @@ class ScriptArguments(trl.ScriptArguments):
     dataset_format: str | None = field(
         default=None,
         metadata={"help": "Row format: messages, sharegpt, alpaca or prompt_response (SFT). Detected when not set."},
+    )
+    dataset_revision: str | None = field(
+        default=None, metadata={"help": "Revision (branch, tag or commit) of a Hub dataset."}
     )
     dataset_sample_size: int | None = field(
         default=None, metadata={"help": "Train on a random sample of this many rows of the training split."}
@@ -90,12 +97,15 @@ def resolve_training_data(name_or_path: str) -> str:
     return name_or_path
 
 
-def load_training_data(name_or_path: str | None, *, split: str = "train", config: str | None = None):
+def load_training_data(
+    name_or_path: str | None, *, split: str = "train", config: str | None = None, revision: str | None = None
+):
     """Load one split of training data as a ``datasets.Dataset``.
 
     ``name_or_path`` is the output folder of a deita-hf selection (its selected rows are loaded), a
     ``save_to_disk`` folder, a local ``.json``/``.jsonl``/``.csv``/``.parquet``/``.arrow`` file, or a Hub
-    dataset id (``hkust-nlp/deita-6k-v0``, read with ``datasets.load_dataset(name_or_path, config, split=split)``).
+    dataset id (``hkust-nlp/deita-6k-v0``, read with ``datasets.load_dataset(name_or_path, config, split=split,
+    revision=revision)``).
 
     >>> import json, tempfile, os
     >>> path = os.path.join(tempfile.mkdtemp(), "rows.jsonl")
@@ -108,22 +118,34 @@ def load_training_data(name_or_path: str | None, *, split: str = "train", config
 
     if not name_or_path:
         raise ValueError("no training data: set dataset_name to a Hub dataset id, a local file or a folder.")
-    return load_input(resolve_training_data(name_or_path), config, split)
+    return load_input(resolve_training_data(name_or_path), config, split, revision=revision)
+
+
+def sample_indices(n: int, size: int, seed: int = 42) -> list[int]:
+    """The row indices that Deita's DPO sample took (``src/deita/data/sample_ultrafeedback.py`` of the
+    reference): ``random.seed(seed)`` then ``random.sample(range(n), size)``, in that order. A generator of its
+    own gives the same numbers without touching the global ``random`` state.
+
+    >>> sample_indices(10, 3, seed=42)
+    [1, 0, 4]
+    """
+    return random.Random(seed).sample(range(n), size)
 
 
 def sample_rows(dataset, size: int | None, seed: int = 42):
-    """A random sample of ``size`` rows (all rows, in order, when ``size`` is None): the first ``size`` rows
-    after ``dataset.shuffle(seed=seed)``, so that a smaller sample is a prefix of a larger one.
+    """A random sample of ``size`` rows, in the order drawn (all rows, in order, when ``size`` is None): the
+    rows :func:`sample_indices` names, so that the DPO recipe trains on the reference's 10K pairs of the same
+    data.
 
     >>> from datasets import Dataset
     >>> list(sample_rows(Dataset.from_dict({"x": list(range(10))}), 3, seed=42)["x"])
-    [5, 6, 0]
+    [1, 0, 4]
     """
     if size is None:
         return dataset
     if not 0 < size <= len(dataset):
         raise ValueError(f"dataset_sample_size={size} must be between 1 and the number of rows ({len(dataset)}).")
-    return dataset.shuffle(seed=seed).select(range(size))
+    return dataset.select(sample_indices(len(dataset), size, seed))
 
 
 def conversation_messages(row: Mapping[str, Any], format: str | None = None, index: int | None = None) -> list[dict]:
@@ -393,6 +415,8 @@ def write_model_card(trainer, script_args, model_args, method: str, model_name: 
     if script_args.dataset_sample_size is not None:
         params["dataset_sample_size"] = script_args.dataset_sample_size
         params["dataset_sample_seed"] = script_args.dataset_sample_seed
+    if script_args.dataset_revision is not None:
+        params["dataset_revision"] = script_args.dataset_revision
     card = render_model_card(
         model_name=model_name or args.hub_model_id or Path(args.output_dir).name,
         base_model=model_args.model_name_or_path,

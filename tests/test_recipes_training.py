@@ -74,6 +74,7 @@ def test_dpo_recipe_samples_ten_thousand_ultrafeedback_pairs_with_seed_42():
     script_args, training_args, model_args = parse_recipe("deita-mistral-7b/dpo.yaml")
     assert (script_args.dataset_train_split, script_args.dataset_sample_size) == ("train_prefs", 10000)
     assert script_args.dataset_sample_seed == 42
+    assert script_args.dataset_revision == "2a3fb934ee563e5441bf211adaf5215c3fa508dd"  # train_prefs: 61,135 rows
     assert training_args.beta == 0.1
     assert model_args.model_name_or_path == parse_recipe("deita-mistral-7b/sft.yaml")[1].output_dir
 

@@ -16,6 +16,7 @@ from deita_hf.scorer_training import (
     ScorerTrainingConfig,
     load_scorer_tokenizer,
     main,
+    save_sentencepiece_model,
     spearman,
     tokenize_scorer_data,
     training_types,
@@ -65,6 +66,34 @@ def test_rows_are_tokenized_as_the_scorer_prompt_then_the_score_token(byte_token
         assert out["input_ids"] == prompt_ids + [digits[row["score"] - 1]]
         assert out["completion_mask"] == [0] * len(prompt_ids) + [1]
     assert tokenized.column_names == ["input_ids", "completion_mask"]
+
+
+def test_a_sentencepiece_base_trains_on_sentencepiece_ids_and_its_scorer_keeps_them(released_layout_scorer, tmp_path):
+    import sentencepiece
+    from transformers import AutoModelForCausalLM
+
+    sp = sentencepiece.SentencePieceProcessor(model_file=str(released_layout_scorer / "tokenizer.model"))
+    tokenizer = load_scorer_tokenizer(str(released_layout_scorer))
+    scorer = ComplexityScorer(str(released_layout_scorer), tokenizer, max_length=2047)
+    instructions = ['Be concise:    "Many', "Indent:\n    def f():\n        return 1", "Plain text."]
+    rows = [
+        {"prompt": scorer.render(text, ""), "completion": "3", "instruction": text, "output": ""}
+        for text in instructions
+    ]
+    tokenized = tokenize_scorer_data(Dataset.from_list(rows), scorer)
+    three = sp.piece_to_id("3")
+    for text, out in zip(instructions, tokenized):
+        assert out["input_ids"] == [sp.bos_id(), *sp.encode(scorer.render(text, "")), three]
+    assert tokenizer(rows[0]["prompt"]).input_ids != tokenized[0]["input_ids"][:-1]  # the tokenizer would differ
+    # The trained scorer's folder: transformers 5 saves no tokenizer.model; the training script copies it.
+    out = tmp_path / "trained"
+    AutoModelForCausalLM.from_pretrained(released_layout_scorer).save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    assert not (out / "tokenizer.model").exists()
+    save_sentencepiece_model(scorer, out)
+    trained = ComplexityScorer(str(out), progress=False)
+    assert trained.encoding == "sentencepiece"
+    assert [trained.encode(text)[0] + [three] for text in instructions] == tokenized["input_ids"]
 
 
 def test_long_prompts_are_cut_in_the_middle_as_at_inference(byte_tokenizer):

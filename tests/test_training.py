@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 from types import SimpleNamespace
 
 import pytest
@@ -146,11 +147,23 @@ def test_empty_answer_list_is_an_error_naming_the_row():
         preference_pair({"prompt": "2+2?", "chosen": [], "rejected": "5"}, 3)
 
 
-def test_dpo_data_step_sample_is_seeded_and_nested(shared_data):
+def test_dpo_sample_is_the_references_random_sample_of_ultrafeedback_train_prefs():
+    # src/deita/data/sample_ultrafeedback.py: random.seed(42); random.sample(range(len(data)), 10000); select.
+    rows = Dataset.from_dict({"row": list(range(61135))})  # as many rows as train_prefs
+    state = random.getstate()
+    random.seed(42)
+    expected = random.sample(range(len(rows)), 10000)
+    random.setstate(state)
+    sample = sample_rows(rows, 10000, seed=42)
+    assert sample["row"][:] == expected  # the same rows, in the order drawn
+    assert random.getstate() == state  # the global generator is left alone
+    assert len(set(expected) & set(rows.shuffle(seed=42)["row"][:10000])) < 2000  # not datasets' shuffle
+
+
+def test_dpo_data_step_sample_is_seeded(shared_data):
     prefs = load_training_data(str(shared_data / "alpaca_eval_prefs.jsonl"))
     ten = sample_rows(prefs, 10, seed=42)["id"][:]
-    assert ten[:4] == sample_rows(prefs, 4, seed=42)["id"][:]
-    assert ten == prefs.shuffle(seed=42)["id"][:10]
+    assert ten == [prefs[i]["id"] for i in random.Random(42).sample(range(len(prefs)), 10)]
     assert ten != sample_rows(prefs, 10, seed=43)["id"][:]
     assert sample_rows(prefs, None) is prefs
 
