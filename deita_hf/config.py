@@ -93,6 +93,9 @@ class ScoringArguments:
         scorer_max_batch_tokens: most padded tokens per forward pass (default: 1024 on CPU, 16384 on GPU).
         scorer_max_length: longest prompt in tokens; longer prompts are shortened (default: the model's context).
         scorer_dtype: compute dtype (default: bf16 on GPU, fp32 on CPU).
+        scorer_tokenization: ``auto`` (default: ``[bos] + sp.encode(prompt)`` with the scorer's
+            ``tokenizer.model`` where it has one, as the reference stack did; else its tokenizer),
+            ``sentencepiece`` (an error without one) or ``tokenizer``. The run records which.
         on_error: ``raise`` (default) on a row that cannot be read, or ``nan`` to record NaN scores, count the
             row, and leave it out of the selection.
     """
@@ -111,6 +114,10 @@ class ScoringArguments:
     )
     scorer_max_length: int | None = _help("Longest scorer prompt in tokens (default: the model's context).", None)
     scorer_dtype: str | None = _help("Scorer compute dtype (default: bfloat16 on GPU, float32 on CPU).", None)
+    scorer_tokenization: Literal["auto", "sentencepiece", "tokenizer"] = _help(
+        "Prompt ids: sentencepiece (the checkpoint's tokenizer.model, as the reference), tokenizer, or auto.",
+        "auto",
+    )
     on_error: Literal["raise", "nan"] = _help(
         "On a row that cannot be read: raise, or record NaN, count it and leave it out of the selection.", "raise"
     )
@@ -130,6 +137,9 @@ class EmbeddingArguments:
         embedding_max_length: tokens kept from the start of each text (default 2048).
         embedding_dtype: compute dtype (default: bf16 on GPU, fp32 on CPU).
         only_answer: embed only the assistant messages (default ``False``).
+        embedding_tokenization: how a causal LM's text becomes ids: ``auto`` (default: with the model's
+            ``tokenizer.model`` where it has one, as the reference; else its tokenizer), ``sentencepiece`` (an
+            error without one) or ``tokenizer``. The run records which.
     """
 
     _argument_group_name = "embedding"
@@ -146,6 +156,10 @@ class EmbeddingArguments:
     embedding_max_length: int = _help("Tokens kept from the start of each embedded text.", 2048)
     embedding_dtype: str | None = _help("Embedder compute dtype (default: bfloat16 on GPU, float32 on CPU).", None)
     only_answer: bool = _help("Embed only the assistant messages.", False)
+    embedding_tokenization: Literal["auto", "sentencepiece", "tokenizer"] = _help(
+        "Causal-LM text ids: sentencepiece (the model's tokenizer.model, as the reference), tokenizer, or auto.",
+        "auto",
+    )
 
 
 @dataclass

@@ -531,8 +531,17 @@ def add_columns(dataset: Any, columns: Any) -> Any:
 
 def scoring_step(scoring: ScoringArguments, data: DataArguments, runtime: RuntimeArguments, info: ProcessInfo) -> Step:
     """Complexity, quality and deita_score with :class:`deita_hf.DeitaScorer`."""
+    from .tokenization import resolve_tokenization
+
     complexity_commit = resolve_commit(scoring.complexity_model, scoring.complexity_revision)
     quality_commit = resolve_commit(scoring.quality_model, scoring.quality_revision)
+    tokenization = {
+        name: resolve_tokenization(resolve_model(model), commit or revision, scoring.scorer_tokenization)
+        for name, model, revision, commit in (
+            ("complexity", scoring.complexity_model, scoring.complexity_revision, complexity_commit),
+            ("quality", scoring.quality_model, scoring.quality_revision, quality_commit),
+        )
+    }
     settings = {
         "complexity_model": scoring.complexity_model,
         "complexity_revision": complexity_commit or scoring.complexity_revision,
@@ -542,6 +551,8 @@ def scoring_step(scoring: ScoringArguments, data: DataArguments, runtime: Runtim
         "max_batch_tokens": scoring.scorer_max_batch_tokens,
         "max_length": scoring.scorer_max_length,
         "dtype": scoring.scorer_dtype,
+        "complexity_tokenization": tokenization["complexity"],
+        "quality_tokenization": tokenization["quality"],
         "format": data.dataset_format,
         "on_error": scoring.on_error,
     }
@@ -549,7 +560,7 @@ def scoring_step(scoring: ScoringArguments, data: DataArguments, runtime: Runtim
     def make() -> Any:
         from .scoring import DeitaScorer
 
-        return DeitaScorer(
+        scorer = DeitaScorer(
             resolve_model(scoring.complexity_model),
             resolve_model(scoring.quality_model),
             complexity_revision=settings["complexity_revision"],
@@ -564,11 +575,16 @@ def scoring_step(scoring: ScoringArguments, data: DataArguments, runtime: Runtim
             device=_device(runtime, info),
             trust_remote_code=runtime.trust_remote_code,
         )
+        scorer.complexity.tokenization = tokenization["complexity"]
+        scorer.quality.tokenization = tokenization["quality"]
+        return scorer
 
     models = {
         "complexity": describe_model(scoring.complexity_model, scoring.complexity_revision, complexity_commit),
         "quality": describe_model(scoring.quality_model, scoring.quality_revision, quality_commit),
     }
+    for name, model in models.items():
+        model["tokenization"] = tokenization[name]
     return Step("score", make, settings, (COMPLEXITY_COLUMN, QUALITY_COLUMN, SCORE_COLUMN), models)
 
 
@@ -576,7 +592,14 @@ def embedding_step(
     embedding: EmbeddingArguments, data: DataArguments, runtime: RuntimeArguments, info: ProcessInfo
 ) -> Step:
     """The ``embedding`` column with :class:`deita_hf.Embedder`."""
+    from .tokenization import resolve_tokenization
+
     commit = resolve_commit(embedding.embedding_model, embedding.embedding_revision)
+    tokenization = resolve_tokenization(
+        resolve_model(embedding.embedding_model),
+        commit or embedding.embedding_revision,
+        embedding.embedding_tokenization,
+    )
     settings = {
         "embedding_model": embedding.embedding_model,
         "embedding_revision": commit or embedding.embedding_revision,
@@ -585,6 +608,7 @@ def embedding_step(
         "max_length": embedding.embedding_max_length,
         "dtype": embedding.embedding_dtype,
         "only_answer": embedding.only_answer,
+        "tokenization": tokenization,
         "format": data.dataset_format,
     }
 
@@ -598,6 +622,7 @@ def embedding_step(
             batch_size=embedding.embedding_batch_size,
             max_length=embedding.embedding_max_length,
             only_answer=embedding.only_answer,
+            tokenization=tokenization,
             progress=False,
             revision=settings["embedding_revision"],
             dtype=embedding.embedding_dtype,
@@ -606,6 +631,7 @@ def embedding_step(
         )
 
     models = {"embedding": describe_model(embedding.embedding_model, embedding.embedding_revision, commit)}
+    models["embedding"]["tokenization"] = tokenization
     return Step("embed", make, settings, (EMBEDDING_COLUMN,), models)
 
 
@@ -921,6 +947,12 @@ def _summary(
     return summary
 
 
+def _tokenization_note(*models: dict[str, Any]) -> str:
+    """`` (ids: sentencepiece)``: how the models' texts were encoded (runs before 0.2 did not record it)."""
+    used = sorted({model["tokenization"] for model in models if model.get("tokenization")})
+    return f" (ids: {', '.join(used)})" if used else ""
+
+
 def format_summary(
     summary: dict[str, Any], output_dir: Path, elapsed: float, resumed: bool = False, pushed: str | None = None
 ) -> str:
@@ -934,10 +966,17 @@ def format_summary(
     lines.append(f"  input      {source['dataset']} ({counts['pool']} rows, {source['format']} format)")
     models = summary["models"]
     if "complexity" in models:
-        lines.append(f"  scorers    complexity {models['complexity']['model']}, quality {models['quality']['model']}")
+        lines.append(
+            f"  scorers    complexity {models['complexity']['model']}, quality {models['quality']['model']}"
+            + _tokenization_note(models["complexity"], models["quality"])
+        )
     if "embedding" in models:
         extra = ", ".join(f"{key.replace('_', ' ')}: {value}" for key, value in counts.get("embedding", {}).items())
-        lines.append(f"  embedder   {models['embedding']['model']}" + (f"; {extra}" if extra else ""))
+        lines.append(
+            f"  embedder   {models['embedding']['model']}"
+            + _tokenization_note(models["embedding"])
+            + (f"; {extra}" if extra else "")
+        )
     if "turns" in counts:
         line = f"  scored     {counts['turns']} turns"
         if "shortened_prompts" in counts:

@@ -170,6 +170,27 @@ class PromptEncoder:
         return out
 
 
+def resolve_tokenization(name_or_path: str, revision: str | None, tokenization: str) -> str:
+    """``"sentencepiece"`` or ``"tokenizer"``: what ``tokenization`` means for the model folder or Hub repository
+    ``name_or_path``; ``"auto"`` is SentencePiece where it has a ``tokenizer.model``. A run records this value
+    and passes it on, so that every process and every resumed run encodes the same way."""
+    check_tokenization(tokenization)
+    if tokenization == "tokenizer":
+        return tokenization
+    found = sentencepiece_model_file(None, name_or_path, revision) is not None
+    if tokenization == "sentencepiece" and not found:
+        raise FileNotFoundError(_no_sentencepiece_model(name_or_path))
+    return "sentencepiece" if found else "tokenizer"
+
+
+def _no_sentencepiece_model(name_or_path: str | None) -> str:
+    return (
+        f"tokenization='sentencepiece' but no SentencePiece model was found: the tokenizer has no .model "
+        f"vocab_file and {name_or_path or 'the model'} has no {SENTENCEPIECE_FILE}; use tokenization='tokenizer' "
+        "or a model folder that has one"
+    )
+
+
 def prompt_encoder(
     tokenizer: Any, tokenization: str, name_or_path: str | None = None, revision: str | None = None
 ) -> PromptEncoder:
@@ -181,9 +202,5 @@ def prompt_encoder(
         return PromptEncoder(tokenizer)
     path = sentencepiece_model_file(tokenizer, name_or_path, revision)
     if path is None and tokenization == "sentencepiece":
-        raise FileNotFoundError(
-            f"tokenization='sentencepiece' but no SentencePiece model was found: the tokenizer has no .model "
-            f"vocab_file and {name_or_path or 'the model'} has no {SENTENCEPIECE_FILE}; pass "
-            "tokenization='tokenizer' or a tokenizer folder that has one"
-        )
+        raise FileNotFoundError(_no_sentencepiece_model(name_or_path))
     return PromptEncoder(tokenizer, path)

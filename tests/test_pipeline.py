@@ -130,6 +130,30 @@ def test_summary_counts_add_up(finished_run, pool_file):
     assert counts["unreadable_rows"] == 0
 
 
+def test_the_run_records_how_each_model_encodes_its_text(released_layout_scorer, pool_file, tmp_path):
+    out = tmp_path / "out"
+    assert run_cli("run", "--dataset_name", pool_file, "--output_dir", out, "--max_rows", 6, "--budget", 3,
+                   "--complexity_model", released_layout_scorer, "--quality_model", "tiny-random:seed=2",
+                   "--embedding_model", released_layout_scorer, "--keep_shards", "true") == 0  # fmt: skip
+    models = json.loads((out / "summary.json").read_text())["models"]
+    assert [models[name]["tokenization"] for name in ("complexity", "quality", "embedding")] == [
+        "sentencepiece", "tokenizer", "sentencepiece"
+    ]  # fmt: skip
+    score_plan = json.loads((out / "shards" / "score" / "plan.json").read_text())["settings"]
+    embed_plan = json.loads((out / "shards" / "embed" / "plan.json").read_text())["settings"]
+    assert (score_plan["complexity_tokenization"], score_plan["quality_tokenization"]) == (
+        "sentencepiece",
+        "tokenizer",
+    )
+    assert embed_plan["tokenization"] == "sentencepiece"
+
+
+def test_sentencepiece_ids_asked_of_a_model_without_tokenizer_model_is_an_error(pool_file, tmp_path, capsys):
+    assert run_cli("embed", "--dataset_name", pool_file, "--output_dir", tmp_path / "out", *EMBED_MODELS,
+                   "--embedding_tokenization", "sentencepiece") == 1  # fmt: skip
+    assert "no SentencePiece model was found" in capsys.readouterr().err
+
+
 def test_recipe_yaml_holds_the_effective_settings(finished_run, pool_file):
     recipe = load_recipe(finished_run / "recipe.yaml")
     assert recipe["dataset_name"] == str(pool_file)
