@@ -25,51 +25,62 @@ from typing import Any
 
 from .constants import VICUNA_ASSISTANT, VICUNA_SYSTEM, VICUNA_USER
 
-# A JSON string literal is a valid Jinja string literal, so the system text is embedded verbatim.
-VICUNA_CHAT_TEMPLATE = (
-    "{%- if messages and messages[0]['role'] == 'system' -%}"
-    "{%- set system_message = messages[0]['content'] -%}"
-    "{%- set loop_messages = messages[1:] -%}"
-    "{%- else -%}"
-    "{%- set system_message = " + json.dumps(VICUNA_SYSTEM) + " -%}"
-    "{%- set loop_messages = messages -%}"
-    "{%- endif -%}"
-    "{%- set state = namespace(seen_user=false) -%}"
-    "{{- bos_token + system_message + ' ' -}}"
-    "{%- for message in loop_messages -%}"
-    "{%- if message['role'] == 'user' -%}"
-    "{%- set state.seen_user = true -%}"
-    "{%- if message['content'] -%}"
-    "{{- '" + VICUNA_USER + ": ' + message['content'] + ' ' -}}"
-    "{%- else -%}"
-    "{{- '" + VICUNA_USER + ":' -}}"
-    "{%- endif -%}"
-    "{%- elif message['role'] == 'assistant' -%}"
-    # Like FastChat, assistant messages before the first user message are dropped, and an empty message
-    # renders as its bare role.
-    "{%- if state.seen_user -%}"
-    "{%- if message['content'] -%}"
-    "{{- '" + VICUNA_ASSISTANT + ": ' -}}"
-    "{%- generation -%}"
-    "{{- message['content'] + eos_token -}}"
-    "{%- endgeneration -%}"
-    "{%- else -%}"
-    "{{- '" + VICUNA_ASSISTANT + ":' -}}"
-    "{%- endif -%}"
-    "{%- endif -%}"
-    "{%- else -%}"
-    "{{- raise_exception('the Vicuna v1.1 template takes one leading system message, then user and assistant "
-    "messages; got the role ' + message['role']) -}}"
-    "{%- endif -%}"
-    "{%- endfor -%}"
-    "{%- if add_generation_prompt -%}"
-    "{{- '" + VICUNA_ASSISTANT + ":' -}}"
-    "{%- endif -%}"
-)
+
+def vicuna_chat_template(label_space_before_answer: bool = False) -> str:
+    """The Vicuna v1.1 chat template; with ``label_space_before_answer``, the space between ``ASSISTANT:`` and the
+    answer sits inside the generation markers, so that a token made of that space alone (SentencePiece's bare
+    ``▁`` before an answer that starts with a digit or a newline) carries a label, as in the reference's SFT.
+    The rendered text is the same either way."""
+    # A JSON string literal is a valid Jinja string literal, so the system text is embedded verbatim.
+    space_out, space_in = ("", " ") if label_space_before_answer else (" ", "")
+    return (
+        "{%- if messages and messages[0]['role'] == 'system' -%}"
+        "{%- set system_message = messages[0]['content'] -%}"
+        "{%- set loop_messages = messages[1:] -%}"
+        "{%- else -%}"
+        "{%- set system_message = " + json.dumps(VICUNA_SYSTEM) + " -%}"
+        "{%- set loop_messages = messages -%}"
+        "{%- endif -%}"
+        "{%- set state = namespace(seen_user=false) -%}"
+        "{{- bos_token + system_message + ' ' -}}"
+        "{%- for message in loop_messages -%}"
+        "{%- if message['role'] == 'user' -%}"
+        "{%- set state.seen_user = true -%}"
+        "{%- if message['content'] -%}"
+        "{{- '" + VICUNA_USER + ": ' + message['content'] + ' ' -}}"
+        "{%- else -%}"
+        "{{- '" + VICUNA_USER + ":' -}}"
+        "{%- endif -%}"
+        "{%- elif message['role'] == 'assistant' -%}"
+        # Like FastChat, assistant messages before the first user message are dropped, and an empty message
+        # renders as its bare role.
+        "{%- if state.seen_user -%}"
+        "{%- if message['content'] -%}"
+        "{{- '" + VICUNA_ASSISTANT + ":" + space_out + "' -}}"
+        "{%- generation -%}"
+        "{{- '" + space_in + "' + message['content'] + eos_token -}}"
+        "{%- endgeneration -%}"
+        "{%- else -%}"
+        "{{- '" + VICUNA_ASSISTANT + ":' -}}"
+        "{%- endif -%}"
+        "{%- endif -%}"
+        "{%- else -%}"
+        "{{- raise_exception('the Vicuna v1.1 template takes one leading system message, then user and assistant "
+        "messages; got the role ' + message['role']) -}}"
+        "{%- endif -%}"
+        "{%- endfor -%}"
+        "{%- if add_generation_prompt -%}"
+        "{{- '" + VICUNA_ASSISTANT + ":' -}}"
+        "{%- endif -%}"
+    )
 
 
-def set_vicuna_chat_template(tokenizer: Any) -> Any:
-    """Set :data:`VICUNA_CHAT_TEMPLATE` on ``tokenizer`` (replacing its own) and return it.
+VICUNA_CHAT_TEMPLATE = vicuna_chat_template()
+
+
+def set_vicuna_chat_template(tokenizer: Any, label_space_before_answer: bool = False) -> Any:
+    """Set :data:`VICUNA_CHAT_TEMPLATE` on ``tokenizer`` (replacing its own) and return it; with
+    ``label_space_before_answer``, the variant of :func:`vicuna_chat_template`.
 
     The template writes the tokenizer's ``bos_token`` and ``eos_token`` (``<s>`` and ``</s>`` for LLaMA and
     Mistral), so the tokenizer must have both.
@@ -87,7 +98,7 @@ def set_vicuna_chat_template(tokenizer: Any) -> Any:
             f"the tokenizer {getattr(tokenizer, 'name_or_path', '') or type(tokenizer).__name__!r} has no "
             f"{' and no '.join(missing)}; the Vicuna v1.1 template writes both. Set them on the tokenizer first."
         )
-    tokenizer.chat_template = VICUNA_CHAT_TEMPLATE
+    tokenizer.chat_template = vicuna_chat_template(label_space_before_answer)
     return tokenizer
 
 

@@ -21,11 +21,13 @@ from trl import ModelConfig, SFTTrainer, TrlParser, get_peft_config, get_quantiz
 
 from .training import (
     ScriptArguments,
+    drop_unanswered_last_turn,
     finish,
     last_checkpoint,
     load_tokenizer,
     load_training_data,
     model_init_kwargs,
+    reference_train_split,
     sample_rows,
     to_messages_dataset,
 )
@@ -42,12 +44,32 @@ class SFTConfig(trl.SFTConfig):
             Compute the loss on the assistant tokens only (each answer and its EOS), as Deita did.
         max_length (`int`, *optional*, defaults to `2048`):
             Truncate tokenized conversations to this length (Deita: 2048).
+        dataset_train_fraction (`float`, *optional*, defaults to `1.0`):
+            Below 1, train on the reference's split of the rows: ``np.random.seed(0)``, a permutation, its first
+            ``int(n * fraction)`` rows (the reference's SFT script: 0.98, the rest held out and never used).
+        drop_unanswered_last_turn (`bool`, *optional*, defaults to `False`):
+            Leave out conversations that end with a user message nobody answered, on which the reference trains
+            nothing (deita-hf trains their answered turns by default).
+        label_space_before_answer (`bool`, *optional*, defaults to `False`):
+            Train the bare space token that SentencePiece puts before an answer that starts with a digit or a
+            newline (``▁`` then ``4``), as the reference did; by default it is part of the prompt.
+
+    See the parity table in ``docs/training.md`` for what each option changes.
     """
 
     assistant_only_loss: bool = field(
         default=True, metadata={"help": "Loss on the assistant tokens only (each answer and its EOS), as Deita did."}
     )
     max_length: int | None = field(default=2048, metadata={"help": "Truncate conversations to this many tokens."})
+    dataset_train_fraction: float = field(
+        default=1.0, metadata={"help": "Below 1: train on the reference's np.random.seed(0) split (it used 0.98)."}
+    )
+    drop_unanswered_last_turn: bool = field(
+        default=False, metadata={"help": "Leave out conversations that end with an unanswered user message."}
+    )
+    label_space_before_answer: bool = field(
+        default=False, metadata={"help": "Train the bare space token before an answer, as the reference did."}
+    )
 
 
 def make_parser() -> TrlParser:
@@ -68,7 +90,10 @@ def main(argv: list[str] | None = None) -> None:
             revision=script_args.dataset_revision,
         )
         train_dataset = sample_rows(train_dataset, script_args.dataset_sample_size, script_args.dataset_sample_seed)
+        train_dataset = reference_train_split(train_dataset, training_args.dataset_train_fraction)
         train_dataset = to_messages_dataset(train_dataset, script_args.dataset_format, training_args.dataset_num_proc)
+        if training_args.drop_unanswered_last_turn:
+            train_dataset = drop_unanswered_last_turn(train_dataset, training_args.dataset_num_proc)
         eval_dataset = None
         if training_args.eval_strategy != "no":
             eval_dataset = load_training_data(
@@ -83,7 +108,10 @@ def main(argv: list[str] | None = None) -> None:
 
     # Model: loaded by the trainer (ZeRO-3 aware); the tokenizer gets the Vicuna v1.1 chat template.
     tokenizer = load_tokenizer(
-        model_args.model_name_or_path, model_args.model_revision, training_args.trust_remote_code
+        model_args.model_name_or_path,
+        model_args.model_revision,
+        training_args.trust_remote_code,
+        label_space_before_answer=training_args.label_space_before_answer,
     )
     training_args.model_init_kwargs = model_init_kwargs(model_args, training_args)
     # Pushed once at the end, with the Deita model card (the Trainer would push its own card first).

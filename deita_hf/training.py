@@ -28,7 +28,7 @@ from typing import Any
 
 import trl
 
-from .chat_template import load_chat_tokenizer
+from .chat_template import load_chat_tokenizer, set_vicuna_chat_template
 from .constants import CITATION, PAPER_RESULTS, RELEASED_SELECTIONS, card_template
 from .formats import RowError, row_messages
 
@@ -148,6 +148,37 @@ def sample_rows(dataset, size: int | None, seed: int = 42):
     return dataset.select(sample_indices(len(dataset), size, seed))
 
 
+def reference_train_split(dataset, fraction: float):
+    """The rows that the reference's SFT script trained on (``make_supervised_data_module`` of
+    ``src/deita/alignment/train.py``): ``np.random.seed(0)``, ``np.random.permutation(n)``, the first
+    ``int(n * fraction)`` indices (the reference: 0.98), in that order. ``fraction`` 1 keeps all rows, in order.
+
+    >>> from datasets import Dataset
+    >>> list(reference_train_split(Dataset.from_dict({"x": list(range(10))}), 0.8)["x"])
+    [2, 8, 4, 9, 1, 6, 7, 3]
+    """
+    if not 0 < fraction <= 1:
+        raise ValueError(f"dataset_train_fraction={fraction} must be in (0, 1]")
+    if fraction == 1:
+        return dataset
+    import numpy as np
+
+    permutation = np.random.RandomState(0).permutation(len(dataset))
+    return dataset.select(permutation[: int(len(dataset) * fraction)].tolist())
+
+
+def drop_unanswered_last_turn(dataset, num_proc: int | None = None):
+    """The ``messages`` rows whose last message is not a user message: the reference's SFT trains nothing on a
+    conversation that ends with a user turn nobody answered (its label check fails and masks the whole row);
+    deita-hf otherwise trains its answered turns."""
+    kept = dataset.filter(
+        lambda row: row["messages"][-1]["role"] != "user", num_proc=num_proc, desc="Dropping unanswered last turns"
+    )
+    if len(kept) < len(dataset):
+        logger.info("dropped %d conversation(s) that end with an unanswered user turn", len(dataset) - len(kept))
+    return kept
+
+
 def conversation_messages(row: Mapping[str, Any], format: str | None = None, index: int | None = None) -> list[dict]:
     """One row as a conversation that the Vicuna template renders and that has something to learn from:
     at most one system message, first; and at least one non-empty assistant message after a user message."""
@@ -240,7 +271,12 @@ def to_preference_dataset(dataset, num_proc: int | None = None):
 
 
 # -- tokenizer ----------------------------------------------------------------------------------------------------
-def load_tokenizer(model_name_or_path: str, revision: str = "main", trust_remote_code: bool = False) -> Any:
+def load_tokenizer(
+    model_name_or_path: str,
+    revision: str = "main",
+    trust_remote_code: bool = False,
+    label_space_before_answer: bool = False,
+) -> Any:
     """The tokenizer of ``model_name_or_path`` with the Vicuna v1.1 chat template of the Deita models and a pad
     token (``<unk>`` where the tokenizer has none, as in Deita's training code; else EOS).
 
@@ -249,8 +285,12 @@ def load_tokenizer(model_name_or_path: str, revision: str = "main", trust_remote
     template's ``<s>A chat`` gives ``▁A`` (as the reference's BOS + text did) and ``</s>USER`` gives ``▁US``.
     transformers 5 loads these tokenizers non-legacy unless told, and does not save the setting; it is written
     to the tokenizer config so that the trained model's tokenizer reloads the same way.
+
+    ``label_space_before_answer`` sets the template variant that trains a bare space token before an answer
+    (see :func:`deita_hf.chat_template.vicuna_chat_template`).
     """
-    return load_chat_tokenizer(model_name_or_path, revision, trust_remote_code, chat_template="vicuna")
+    tokenizer = load_chat_tokenizer(model_name_or_path, revision, trust_remote_code, chat_template="vicuna")
+    return set_vicuna_chat_template(tokenizer, label_space_before_answer) if label_space_before_answer else tokenizer
 
 
 def model_init_kwargs(model_args, training_args) -> dict[str, Any]:

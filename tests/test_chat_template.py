@@ -179,3 +179,30 @@ def test_template_text_after_bos_is_the_embedders_vicuna_text(tokenizer, message
     from deita_hf.embedding import vicuna_text
 
     assert render(tokenizer, messages) == "<s>" + vicuna_text(messages)
+
+
+# The tokens that the reference's SFT (src/deita/alignment/train.py, slow Mistral tokenizer) trains on these
+# answers, recorded with benchmarks/reference_parity.py: the bare "▁" before a digit or a newline is trained.
+REFERENCE_TRAINED = {
+    "4 legs.": ["▁", "4", "▁legs", ".", "</s>"],
+    "\n- a\n- b": ["▁", "<0x0A>", "-", "▁a", "<0x0A>", "-", "▁b", "</s>"],
+    "Blue.": ["▁Blue", ".", "</s>"],
+}
+
+
+@pytest.mark.parametrize("answer", sorted(REFERENCE_TRAINED))
+def test_label_space_before_answer_trains_the_tokens_the_reference_trained(mistral_tokenizer, answer):
+    messages = [{"role": "user", "content": "Q?"}, {"role": "assistant", "content": answer}]
+
+    def trained(label_space_before_answer):
+        tokenizer = set_vicuna_chat_template(copy.deepcopy(mistral_tokenizer), label_space_before_answer)
+        out = tokenizer.apply_chat_template(messages, return_dict=True, return_assistant_tokens_mask=True)
+        tokens = tokenizer.convert_ids_to_tokens(out["input_ids"])
+        return out["input_ids"], [token for token, bit in zip(tokens, out["assistant_masks"]) if bit]
+
+    default_ids, default_trained = trained(False)
+    variant_ids, variant_trained = trained(True)
+    assert variant_ids == default_ids  # the same text and ids; only the labels move
+    assert variant_trained == REFERENCE_TRAINED[answer]
+    leading_space = REFERENCE_TRAINED[answer][0] == "▁"
+    assert default_trained == (REFERENCE_TRAINED[answer][1:] if leading_space else REFERENCE_TRAINED[answer])

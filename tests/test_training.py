@@ -12,10 +12,12 @@ from datasets import Dataset, DatasetDict
 from deita_hf.constants import CITATION, DEITA_6K_DATASET_ID
 from deita_hf.formats import RowError
 from deita_hf.training import (
+    drop_unanswered_last_turn,
     hyperparameters,
     last_checkpoint,
     load_training_data,
     preference_pair,
+    reference_train_split,
     render_model_card,
     sample_rows,
     to_messages_dataset,
@@ -380,3 +382,36 @@ def test_finish_saves_then_writes_the_card_then_pushes_it(monkeypatch, tmp_path,
     if push_to_hub:
         assert events[3][1] == card  # the card was written before the upload
     assert json.loads((tmp_path / "config.json").read_text())["use_cache"] is True
+
+
+def test_reference_train_split_is_the_first_98_percent_of_numpy_seed_0_permutation():
+    import numpy as np
+
+    rows = Dataset.from_dict({"row": list(range(3220))})
+    state = np.random.get_state()
+    np.random.seed(0)  # src/deita/alignment/train.py, make_supervised_data_module
+    permutation = np.random.permutation(len(rows))
+    np.random.set_state(state)
+    split = reference_train_split(rows, 0.98)
+    assert split["row"][:] == permutation[: int(len(permutation) * 0.98)].tolist()
+    assert len(split) == 3155  # as the reference's own run on the AlpacaEval pool recorded
+    assert reference_train_split(rows, 1.0) is rows
+    with pytest.raises(ValueError, match="dataset_train_fraction=0"):
+        reference_train_split(rows, 0)
+
+
+def test_drop_unanswered_last_turn_leaves_out_conversations_ending_with_a_user_message():
+    answered = [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]
+    rows = Dataset.from_dict({"messages": [answered, [*answered, {"role": "user", "content": "and?"}], answered]})
+    assert drop_unanswered_last_turn(rows)["messages"][:] == [answered, answered]
+
+
+def test_sft_config_parses_the_reference_options():
+    from deita_hf.sft import make_parser
+
+    _, training_args, _ = make_parser().parse_args_and_config(
+        ["--output_dir", "out", "--dataset_train_fraction", "0.98", "--drop_unanswered_last_turn", "true",
+         "--label_space_before_answer", "true", "--use_cpu", "true", "--bf16", "false"]
+    )  # fmt: skip
+    assert training_args.dataset_train_fraction == 0.98
+    assert training_args.drop_unanswered_last_turn and training_args.label_space_before_answer
