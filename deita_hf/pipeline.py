@@ -452,7 +452,7 @@ def compute_shards(
         _write_shard(folder, k, {name: columns[name] for name in step.columns}, rows_hash(batch), stats)
         bar.update(stop - start)
     bar.close()
-    # Free this step's models (two 13B scorers) before the next step loads its own.
+    # Free this step's models (two 7B scorers) before the next step loads its own.
     del function
     gc.collect()
     import torch
