@@ -203,6 +203,7 @@ def compare(args: argparse.Namespace) -> None:
     from datasets import Dataset, disable_caching
     from trl import DPOConfig, DPOTrainer, SFTTrainer
 
+    from deita_hf.embedding import vicuna_text
     from deita_hf.sft import SFTConfig
     from deita_hf.tiny import tiny_causal_lm
     from deita_hf.training import load_tokenizer, to_messages_dataset, to_preference_dataset
@@ -235,43 +236,89 @@ def compare(args: argparse.Namespace) -> None:
         theirs = [(r["input_ids"], r["labels"]) for r in ref["sft"]["rows"]]
         same_ids = [a[0] == b[0] for a, b in zip(ours, theirs)]
         same_labels = [a == b for a, b in zip(ours, theirs)]
-        spaces = [bool(re.search("  ", row["messages"][0]["content"] + row["messages"][1]["content"])) for row in pool]
+        # A run of two or more spaces anywhere in the rendered text (messages, or a message's end and the template).
+        spaces = [bool(re.search("  ", vicuna_text(row["messages"]))) for row in pool]
         answer_starts = [row["messages"][1]["content"][:1] for row in pool]
         first_token_rows = sum(
             1
             for (ids, labels), (rids, rlabels) in zip(ours, theirs)
             if ids == rids and _first_label(rids, rlabels) < _first_label(ids, labels)
         )
+        first_chars: dict[str, int] = {}
+        for row, (ids, labels), (rids, rlabels) in zip(pool, ours, theirs):
+            if ids == rids and labels != rlabels:
+                first = row["messages"][1]["content"][:1]
+                kind = "digit" if first.isdigit() else "newline" if first == "\n" else "other"
+                first_chars[kind] = first_chars.get(kind, 0) + 1
         truncated = sum(len(ids) >= 2048 for ids, _ in ours)
-        print(f"SFT: {len(pool)} conversations; input ids equal on {sum(same_ids)}, ids and labels on {sum(same_labels)}")
-        print(f"  ids differ: {len(pool) - sum(same_ids)} rows, of which {sum(s for s, e in zip(spaces, same_ids) if not e)} have a run of spaces")
+        print(
+            f"SFT: {len(pool)} conversations; input ids equal on {sum(same_ids)}, ids and labels on {sum(same_labels)}"
+        )
+        print(
+            f"  ids differ: {len(pool) - sum(same_ids)} rows, of which {sum(s for s, e in zip(spaces, same_ids) if not e)} have a run of spaces"
+        )
         print(f"  rows with runs of spaces: {sum(spaces)}")
-        print(f"  labels differ with equal ids: {sum(e and not l for e, l in zip(same_ids, same_labels))} rows; the reference also trains the first answer token on {first_token_rows}")
-        print(f"  answers starting with a digit: {sum(c.isdigit() for c in answer_starts)}, with a newline: {sum(c == chr(10) for c in answer_starts)}")
+        print(
+            f"  labels differ with equal ids: {sum(ids_equal and not all_equal for ids_equal, all_equal in zip(same_ids, same_labels))} rows; the reference also trains the first answer token on {first_token_rows}"
+        )
+        print(f"  those rows' answers start with: {first_chars}")
+        print(
+            f"  answers starting with a digit: {sum(c.isdigit() for c in answer_starts)}, with a newline: {sum(c == chr(10) for c in answer_starts)}"
+        )
         print(f"  truncated at 2048 tokens: {truncated} rows")
         left = ref["sft"]["left_padding"]
-        print(f"  reference left padding (its Mistral path): real tokens trained {left['real_tokens_trained']}, padding tokens trained {left['padding_tokens_trained']} over {left['rows']} rows")
+        print(
+            f"  reference left padding (its Mistral path): real tokens trained {left['real_tokens_trained']}, padding tokens trained {left['padding_tokens_trained']} over {left['rows']} rows"
+        )
         print(f"  98% split: {len(ref['sft']['train_indices'])} of {len(pool)} rows trained by the reference")
         for name, row in ref["sft"]["extra"].items():
             trained = [t for t, label in zip(row["input_ids"], row["labels"]) if label != IGNORE]
             print(f"  {name}: reference trains {len(trained)} tokens: {sp.id_to_piece(trained) if trained else []}")
 
         # DPO
-        pairs = to_preference_dataset(Dataset.from_list([{k: row[k] for k in ("prompt", "chosen", "rejected")} for row in _prefs()]))
-        dpo = DPOTrainer(model=model, args=DPOConfig(**common, max_length=2048), train_dataset=pairs, processing_class=tokenizer)
+        pairs = to_preference_dataset(
+            Dataset.from_list([{k: row[k] for k in ("prompt", "chosen", "rejected")} for row in _prefs()])
+        )
+        dpo = DPOTrainer(
+            model=model, args=DPOConfig(**common, max_length=2048), train_dataset=pairs, processing_class=tokenizer
+        )
         ours = dpo.train_dataset
         theirs = ref["dpo"]
         print(f"DPO: {len(theirs)} pairs")
         first = theirs[0]
-        print("  reference prompt text:", repr(first["text"]["prompt"][-60:]), "chosen text:", repr(first["text"]["chosen"][:30]), "...", repr(first["text"]["chosen"][-12:]))
-        print("  reference prompt ids end:", sp.id_to_piece(first["prompt_input_ids"][-4:]), "chosen ids end:", first["chosen_input_ids"][-3:])
-        print("  deita-hf prompt ids start/end:", sp.id_to_piece(ours[0]["prompt_ids"][:3]), sp.id_to_piece(ours[0]["prompt_ids"][-4:]), "chosen ids:", sp.id_to_piece(ours[0]["chosen_ids"][:2]), "...", ours[0]["chosen_ids"][-2:])
-        print(f"  deita-hf truncation: max_length {dpo.args.max_length}, {dpo.args.truncation_mode}; pairs over it: {sum(len(r['prompt_ids']) + max(len(r['chosen_ids']), len(r['rejected_ids'])) > 2048 for r in ours)}")
+        print(
+            "  reference prompt text:",
+            repr(first["text"]["prompt"][-60:]),
+            "chosen text:",
+            repr(first["text"]["chosen"][:30]),
+            "...",
+            repr(first["text"]["chosen"][-12:]),
+        )
+        print(
+            "  reference prompt ids end:",
+            sp.id_to_piece(first["prompt_input_ids"][-4:]),
+            "chosen ids end:",
+            first["chosen_input_ids"][-3:],
+        )
+        print(
+            "  deita-hf prompt ids start/end:",
+            sp.id_to_piece(ours[0]["prompt_ids"][:3]),
+            sp.id_to_piece(ours[0]["prompt_ids"][-4:]),
+            "chosen ids:",
+            sp.id_to_piece(ours[0]["chosen_ids"][:2]),
+            "...",
+            ours[0]["chosen_ids"][-2:],
+        )
+        print(
+            f"  deita-hf truncation: max_length {dpo.args.max_length}, {dpo.args.truncation_mode}; pairs over it: {sum(len(r['prompt_ids']) + max(len(r['chosen_ids']), len(r['rejected_ids'])) > 2048 for r in ours)}"
+        )
         prompt_cut = sum(len(r["prompt_input_ids"]) == 512 for r in theirs)
         long_prompts = sum(len(sp.encode(r["text"]["prompt"])) > 512 for r in theirs)
         print(f"  reference prompts over 512 tokens: {long_prompts}, cut to their last 512: {prompt_cut}")
         double_eos = sum(r["chosen_input_ids"][-2:] == [2, 2] for r in theirs)
         print(f"  reference chosen answers ending with two EOS: {double_eos}")
+        texts = [r["text"]["prompt"] + r["text"]["chosen"] + r["text"]["rejected"] for r in theirs]
+        print(f"  pairs with a run of spaces: {sum(bool(re.search('  ', text)) for text in texts)}")
 
 
 def main() -> None:

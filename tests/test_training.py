@@ -411,7 +411,8 @@ def test_sft_config_parses_the_reference_options():
 
     _, training_args, _ = make_parser().parse_args_and_config(
         ["--output_dir", "out", "--dataset_train_fraction", "0.98", "--drop_unanswered_last_turn", "true",
-         "--label_space_before_answer", "true", "--use_cpu", "true", "--bf16", "false"]
+         "--label_space_before_answer", "true", "--use_cpu", "true", "--bf16", "false",
+         "--activation_checkpointing", "false"]
     )  # fmt: skip
     assert training_args.dataset_train_fraction == 0.98
     assert training_args.drop_unanswered_last_turn and training_args.label_space_before_answer
