@@ -72,7 +72,8 @@ def test_encoded_prompts_of_a_known_row_with_the_mistral_tokenizer(tiny_mistral,
 
 def test_scorer_prompts_tokenize_the_same_with_legacy_and_non_legacy_llama_tokenizers(mistral_tokenizer, tmp_path):
     # transformers 5 reloads a LlamaTokenizer non-legacy; the scorer prompts hold no special token, so the
-    # released scorers see the same ids either way.
+    # legacy setting changes none of their ids. (Runs of spaces are another matter: the scorers encode with
+    # SentencePiece itself where the checkpoint has a tokenizer.model, see tests/test_tokenization.py.)
     from transformers import AutoTokenizer
 
     mistral_tokenizer.save_pretrained(tmp_path)
