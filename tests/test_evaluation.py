@@ -9,7 +9,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import re
+import subprocess
+import sys
 import threading
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -394,6 +397,36 @@ def test_eval_end_to_end_offline(tiny_model_dir, sources, tmp_path, monkeypatch)
     ]
     assert card.data.eval_results[0].dataset_args == {"num_few_shot": 0}
     assert "| AlpacaEval |" in card.text
+
+
+@pytest.mark.slow
+def test_two_processes_under_accelerate_give_the_single_process_scores(tiny_model_dir, sources, tmp_path):
+    """lm-eval splits the documents over the processes of `accelerate launch`; the main process writes the
+    results and the answers."""
+    pytest.importorskip("lm_eval")
+    from test_pipeline import ACCELERATE_CPU_CONFIG
+
+    config = tmp_path / "accelerate.yaml"
+    config.write_text(ACCELERATE_CPU_CONFIG.format(port=29531))
+    common = ["--model_name_or_path", str(tiny_model_dir), "--model_name", "tiny-chat", "--benchmarks", "leaderboard",
+              "mt_bench", "--leaderboard_tasks", "tiny_qa:0", "--lm_eval_include_path", str(sources["tasks"]),
+              "--lm_eval_batch_size", "2", "--mt_bench_questions", str(sources["questions"]),
+              "--mt_bench_max_new_tokens", "4", "--sampling", "greedy"]  # fmt: skip
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(config)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run([*launch, "-m", "deita_hf.cli", "eval", *common, "--output_dir", str(tmp_path / "two")],
+                            cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert main(["eval", *common, "--output_dir", str(tmp_path / "one")]) == 0
+    two, one = (json.loads((tmp_path / name / "results.json").read_text()) for name in ("two", "one"))
+    assert two["leaderboard"]["tasks"] == one["leaderboard"]["tasks"]
+    assert two["leaderboard"]["tasks"]["tiny_qa"]["value"] == pytest.approx(_expected_accuracy(tiny_model_dir))
+    answers = [
+        (tmp_path / name / "mt_bench" / "model_answer" / "tiny-chat.jsonl").read_text() for name in ("two", "one")
+    ]
+    assert [json.loads(line)["choices"] for line in answers[0].splitlines()] == [
+        json.loads(line)["choices"] for line in answers[1].splitlines()
+    ]
 
 
 def _expected_accuracy(model_dir: Path) -> float:
