@@ -1,4 +1,9 @@
-"""The dataset card of a selection, and the push to the Hugging Face Hub.
+"""Dataset folders in the Hub's layout, the dataset card of a selection, and the push to the Hugging Face Hub.
+
+The ``pool/`` and ``selected/`` folders of a run are written as Hub dataset repositories
+(:func:`write_dataset_folder`): ``data/train-*.parquet`` and a ``README.md`` card whose ``configs`` metadata
+names those files, so that ``datasets.load_dataset(folder)`` and ``trl sft --dataset_name folder`` read them
+unchanged, in selection order, here and after a push.
 
 The card is ``model_cards/dataset_card.md`` rendered with huggingface_hub's ``DatasetCard.from_template``:
 source pool, scorer and embedder ids and revisions, budget, threshold, counts, the report's plots, the
@@ -27,7 +32,7 @@ from typing import Any
 import yaml
 
 from . import __version__
-from .constants import CITATION, EMBEDDING_COLUMN, card_template
+from .constants import CITATION, card_template
 from .report import model_revision
 
 logger = logging.getLogger(__name__)
@@ -35,6 +40,11 @@ logger = logging.getLogger(__name__)
 DATASET_CARD_TEMPLATE = card_template("dataset_card.md")
 # Parquet files of at most about this many bytes (the Hub's dataset viewer handles them well).
 MAX_SHARD_BYTES = 500 * 1024 * 1024
+# The `configs` metadata of a pushed selection's card: one "train" split, data/train-*.parquet in name order.
+# Local folders leave it out (datasets finds data/train-* by itself): datasets 5 caches a local folder that has
+# `configs` under a key made of the folder's name and the patterns only, so two `selected/` folders would share
+# one cache entry and the second would load the first one's rows.
+DATA_CONFIGS = [{"config_name": "default", "data_files": [{"split": "train", "path": "data/train-*"}]}]
 
 _COUNT_LABELS = (
     ("pool", "pool rows"),
@@ -71,7 +81,7 @@ def _format_count(value: Any) -> str:
     return f"{value:,}" if isinstance(value, int) else str(value)
 
 
-def _read_run(output_dir: Path) -> tuple[dict[str, Any], dict[str, Any], str]:
+def _read_run(output_dir: Path) -> tuple[dict[str, Any], str]:
     summary_path = output_dir / "summary.json"
     if not summary_path.is_file():
         raise FileNotFoundError(f"{summary_path} does not exist: is {output_dir} the output folder of a finished run?")
@@ -79,8 +89,7 @@ def _read_run(output_dir: Path) -> tuple[dict[str, Any], dict[str, Any], str]:
     if "selected" not in summary.get("counts", {}):
         raise ValueError(f"{output_dir} holds a `deita-hf {summary.get('command')}` run: only a selection is pushed")
     recipe_text = (output_dir / "recipe.yaml").read_text() if (output_dir / "recipe.yaml").is_file() else ""
-    recipe = yaml.safe_load(recipe_text) or {}
-    return summary, recipe, recipe_text
+    return summary, recipe_text
 
 
 def render_card(
@@ -90,17 +99,34 @@ def render_card(
     license: str | None = None,
     template_path: str | os.PathLike = DATASET_CARD_TEMPLATE,
 ) -> Any:
-    """The ``DatasetCard`` of the selection in ``output_dir`` (a finished ``select`` or ``run``).
+    """The ``DatasetCard`` of the selection in ``output_dir`` (a finished ``select`` or ``run``), for the Hub
+    repository ``repo_id``.
 
     Example::
 
         card = render_card("outputs/smoke", "me/deita-smoke", license="apache-2.0")
         card.save("README.md")
     """
+    summary, recipe_text = _read_run(Path(output_dir))
+    return selection_card(summary, recipe_text, repo_id, license=license, template_path=template_path)
+
+
+def selection_card(
+    summary: dict[str, Any],
+    recipe_text: str,
+    repo_id: str,
+    *,
+    license: str | None = None,
+    report_dir: str = "report",
+    on_hub: bool = True,
+    template_path: str | os.PathLike = DATASET_CARD_TEMPLATE,
+) -> Any:
+    """The ``DatasetCard`` of a selection from its run summary and recipe text. ``repo_id`` is what the card's
+    ``load_dataset`` example loads (a Hub id, or the local selection folder); ``report_dir`` is where the
+    report's plots are, relative to the card; ``on_hub`` adds the ``configs`` metadata of a Hub repository."""
     from huggingface_hub import DatasetCard, DatasetCardData
 
-    output_dir = Path(output_dir)
-    summary, recipe, recipe_text = _read_run(output_dir)
+    recipe = yaml.safe_load(recipe_text) or {}
     counts = summary["counts"]
     source = summary["source"]
     selection = summary["selection"]
@@ -116,7 +142,7 @@ def render_card(
         size_categories=[_size_category(counts["selected"])],
         source_datasets=[source["dataset"]] if _is_hub_id(source["dataset"]) else None,
         tags=["deita", "data-selection", "instruction-tuning", "sft"] + (["smoke-test"] if smoke else []),
-        configs=[{"config_name": "default", "data_files": [{"split": "train", "path": "data/train-*"}]}],
+        configs=DATA_CONFIGS if on_hub else None,
     )
     source_link = (
         f"[{source['dataset']}](https://huggingface.co/datasets/{source['dataset']})"
@@ -139,6 +165,7 @@ def render_card(
         threshold=selection["threshold"],
         counts=counts,
         count_rows=count_rows,
+        report_dir=report_dir,
         has_embedding=bool(recipe.get("export_embeddings")),
         command_line=summary.get("command_line") or f"deita-hf {summary['command']} --config recipe.yaml",
         recipe=recipe_text.strip(),
@@ -147,26 +174,59 @@ def render_card(
     )
 
 
+def pool_card(summary: dict[str, Any], folder: str) -> Any:
+    """The short ``DatasetCard`` of a scored or embedded pool folder: what it holds and how to load it."""
+    from huggingface_hub import DatasetCard, DatasetCardData
+
+    source = summary["source"]["dataset"]
+    smoke = bool(summary.get("smoke_run"))
+    card_data = DatasetCardData(
+        pretty_name=("Smoke run: " if smoke else "") + f"{source}, scored by deita-hf",
+        task_categories=["text-generation"],
+        tags=["deita", "data-selection"] + (["smoke-test"] if smoke else []),
+    )
+    models = ", ".join(f"{role} `{model['model']}`" for role, model in summary.get("models", {}).items())
+    text = (
+        f"---\n{card_data.to_yaml()}\n---\n\n# {card_data.pretty_name}\n\n"
+        + ("> **Smoke run**: tiny random-weight models; the scores mean nothing.\n\n" if smoke else "")
+        + f"The {summary['counts']['pool']:,} rows of `{source}` with the columns that `deita-hf "
+        f"{summary['command']}` added (models: {models or 'none'}).\n\n"
+        f'```python\nfrom datasets import load_dataset\n\npool = load_dataset({folder!r}, split="train")\n```\n'
+    )
+    return DatasetCard(text)
+
+
+def write_dataset_folder(dataset: Any, folder: str | os.PathLike, card: Any) -> Path:
+    """Write ``dataset`` in the layout of a Hub dataset repository: ``data/train-0000k-of-0000n.parquet`` (row
+    order kept across the files, which sort by name) and ``card`` as ``README.md``. ``datasets.load_dataset(folder)``
+    and TRL's ``--dataset_name folder`` read it as it is (one ``train`` split), and so does the Hub after a push."""
+    folder = Path(folder)
+    data = folder / "data"
+    data.mkdir(parents=True, exist_ok=True)
+    num_shards = max(1, math.ceil(dataset.data.nbytes / MAX_SHARD_BYTES))
+    for k in range(num_shards):
+        shard = dataset.shard(num_shards, k, contiguous=True)
+        shard.to_parquet(str(data / f"train-{k:05d}-of-{num_shards:05d}.parquet"))
+    card.save(folder / "README.md")
+    return folder
+
+
 def stage_selection(
     output_dir: str | os.PathLike, folder: str | os.PathLike, repo_id: str, license: str | None = None
 ) -> Path:
-    """Write what a push uploads into ``folder``: ``data/train-*.parquet``, ``README.md`` and ``report/``."""
-    from datasets import load_from_disk
-
+    """Write what a push uploads into ``folder``: ``data/train-*.parquet`` (the files of ``selected/data``),
+    ``README.md`` (the card, for ``repo_id``) and ``report/``."""
     output_dir, folder = Path(output_dir), Path(folder)
-    summary, recipe, _ = _read_run(output_dir)
-    selected = load_from_disk(str(output_dir / "selected"))
-    if not recipe.get("export_embeddings") and EMBEDDING_COLUMN in selected.column_names:
-        selected = selected.remove_columns(EMBEDDING_COLUMN)
-    data = folder / "data"
-    data.mkdir(parents=True, exist_ok=True)
-    num_shards = max(1, math.ceil(selected.data.nbytes / MAX_SHARD_BYTES))
-    for k in range(num_shards):
-        shard = selected.shard(num_shards, k, contiguous=True)
-        shard.to_parquet(str(data / f"train-{k:05d}-of-{num_shards:05d}.parquet"))
+    _read_run(output_dir)
+    source = output_dir / "selected" / "data"
+    if not source.is_dir():
+        raise FileNotFoundError(
+            f"{source} does not exist: {output_dir} was written by an older deita-hf; run the selection again"
+        )
+    shutil.copytree(source, folder / "data", dirs_exist_ok=True)
     report = output_dir / "report"
     if report.is_dir():
-        shutil.copytree(report, folder / "report", ignore=shutil.ignore_patterns("*.parquet"))
+        shutil.copytree(report, folder / "report", ignore=shutil.ignore_patterns("*.parquet"), dirs_exist_ok=True)
     render_card(output_dir, repo_id, license=license).save(folder / "README.md")
     return folder
 

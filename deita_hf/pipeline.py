@@ -333,10 +333,18 @@ def _write_text_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def _save_atomic(dataset: Any, path: Path, extra_files: dict[str, str] | None = None) -> None:
+def save_dataset_folder(
+    dataset: Any, path: Path, card: Any, extra_files: dict[str, str] | None = None, keep_embeddings: bool = True
+) -> None:
+    """Write ``dataset`` at ``path`` in the Hub dataset-repository layout (:func:`deita_hf.hub.write_dataset_folder`),
+    under a temporary name renamed when complete; without the embedding column unless ``keep_embeddings``."""
+    from .hub import write_dataset_folder
+
+    if not keep_embeddings and EMBEDDING_COLUMN in dataset.column_names:
+        dataset = dataset.remove_columns(EMBEDDING_COLUMN)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     _remove(tmp)
-    dataset.save_to_disk(str(tmp))
+    write_dataset_folder(dataset, tmp, card)
     for name, text in (extra_files or {}).items():
         (tmp / name).write_text(text)
     _remove(path)
@@ -846,21 +854,28 @@ def _run(
         pool = add_columns(pool, columns)
         stats[step.name] = step_stats
     summary = _summary(command, command_line, data, selection, pool, row_format, steps, stats)
+    recipe_text = dump_recipe(to_recipe(*groups))
     if command in ("score", "embed", "run"):
+        from .hub import pool_card
+
         provenance = {key: summary[key] for key in ("source", "models")}
         provenance["counts"] = {key: value for key, value in summary["counts"].items()}
-        _save_atomic(pool, output_dir / POOL_DIR, {PROVENANCE_FILE: json.dumps(provenance, indent=2)})
+        save_dataset_folder(
+            pool,
+            output_dir / POOL_DIR,
+            pool_card(summary, str(output_dir / POOL_DIR)),
+            {PROVENANCE_FILE: json.dumps(provenance, indent=2)},
+        )
     if command in ("score", "embed"):
         export(pool, output_dir / f"{POOL_DIR}.{data.export_format}", data.export_embeddings)
         summary["outputs"] = {"dataset": POOL_DIR, "export": f"{POOL_DIR}.{data.export_format}"}
     else:
+        from .hub import selection_card
         from .report import write_report
 
         selected, table, counts = select_pool(pool, selection, runtime, row_format)
         strategies = counts.pop("strategies", None)
         summary["counts"].update(counts)
-        _save_atomic(selected, output_dir / SELECTED_DIR)
-        export(selected, output_dir / f"{SELECTED_DIR}.{data.export_format}", data.export_embeddings)
         summary["outputs"] = {
             "dataset": SELECTED_DIR,
             "export": f"{SELECTED_DIR}.{data.export_format}",
@@ -869,8 +884,17 @@ def _run(
         if command == "run":
             summary["outputs"]["pool"] = POOL_DIR
         write_report(output_dir / REPORT_DIR, table, summary, strategies)
-    recipe = to_recipe(*groups)
-    _write_text_atomic(output_dir / RECIPE_FILE, dump_recipe(recipe))
+        card = selection_card(
+            summary,
+            recipe_text,
+            str(output_dir / SELECTED_DIR),
+            license=hub.hub_license if hub else None,
+            report_dir=f"../{REPORT_DIR}",
+            on_hub=False,
+        )
+        save_dataset_folder(selected, output_dir / SELECTED_DIR, card, keep_embeddings=data.export_embeddings)
+        export(selected, output_dir / f"{SELECTED_DIR}.{data.export_format}", data.export_embeddings)
+    _write_text_atomic(output_dir / RECIPE_FILE, recipe_text)
     # summary.json is written last: its presence marks a finished run.
     _write_text_atomic(output_dir / SUMMARY_FILE, json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
     if not data.keep_shards:

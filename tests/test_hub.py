@@ -14,13 +14,20 @@ from pathlib import Path
 import huggingface_hub
 import pyarrow.parquet as pq
 import pytest
-from datasets import load_from_disk
 from huggingface_hub import DatasetCard, DatasetCardData
 from test_report import synthetic_pool
 
 from deita_hf.cli import main
 from deita_hf.constants import CITATION
 from deita_hf.hub import push_selection, render_card
+
+
+def load_folder(path):
+    """A dataset folder written by deita-hf (Hub layout) or by ``save_to_disk``."""
+    from deita_hf.pipeline import load_input
+
+    return load_input(str(path))
+
 
 SECRET = "hf_NotARealTokenButSecret12345"
 
@@ -136,7 +143,7 @@ def test_push_uploads_the_rows_the_card_and_the_report_in_one_commit(selection_r
 def test_pushed_rows_are_the_selection_in_order_without_embeddings(selection_run, fake_hub):
     push_selection(selection_run, "me/deita-selection")
     rows = pq.read_table(fake_hub.instances[0].uploaded / "data" / "train-00000-of-00001.parquet").to_pydict()
-    selected = load_from_disk(str(selection_run / "selected"))
+    selected = load_folder(selection_run / "selected")
     assert "embedding" not in rows
     assert rows["id"] == selected["id"]
     assert rows["deita_score"] == selected["deita_score"]
@@ -201,5 +208,5 @@ def test_select_with_push_to_hub_pushes_the_finished_selection(selection_run, fa
     (api,) = fake_hub.instances
     assert api.calls[0][1]["private"] is True
     rows = pq.read_table(api.uploaded / "data" / "train-00000-of-00001.parquet").to_pydict()
-    assert rows["id"] == load_from_disk(str(out / "selected"))["id"]
+    assert rows["id"] == load_folder(out / "selected")["id"]
     assert "hub        https://huggingface.co/datasets/me/x" in capsys.readouterr().out

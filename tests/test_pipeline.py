@@ -12,7 +12,8 @@ import time
 from pathlib import Path
 
 import pytest
-from datasets import Dataset, DatasetDict, load_from_disk
+from datasets import Dataset, DatasetDict
+from huggingface_hub import DatasetCard
 
 from deita_hf.cli import main
 from deita_hf.config import COMMAND_ARGUMENTS, load_recipe, parse_recipe
@@ -20,6 +21,14 @@ from deita_hf.distributed import shard_bounds, shards_of_rank
 from deita_hf.pipeline import PipelineError, load_input, parse_tiny_random, resolve_model
 from deita_hf.scoring import DeitaScorer
 from deita_hf.selection import deita_select
+
+
+def load_folder(path):
+    """A dataset folder written by deita-hf (Hub layout) or by ``save_to_disk``."""
+    from deita_hf.pipeline import load_input
+
+    return load_input(str(path))
+
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = REPO_ROOT / "deita_hf" / "data" / "alpaca_eval_sample.jsonl"
@@ -74,7 +83,7 @@ def finished_run(pool_file, tmp_path_factory) -> Path:
 
 def as_rows(path: Path) -> str:
     """A dataset folder's rows as JSON text: equal texts are equal rows, NaN included (NaN != NaN in Python)."""
-    return as_json(load_from_disk(str(path)))
+    return as_json(load_folder(path))
 
 
 def as_json(dataset: Dataset) -> str:
@@ -98,7 +107,7 @@ def test_run_writes_the_documented_outputs(finished_run):
 
 
 def test_pool_scores_equal_the_scorer_mapped_over_the_same_batches(finished_run, pool_file):
-    pool = load_from_disk(str(finished_run / "pool"))
+    pool = load_folder(finished_run / "pool")
     scorer = DeitaScorer(resolve_model("tiny-random:seed=1"), resolve_model("tiny-random:seed=2"), max_length=160)
     # The first two shards (rows 0..15), mapped with the shards' batches.
     expected = Dataset.from_json(str(pool_file)).select(range(16)).map(scorer, batched=True, batch_size=8)
@@ -107,18 +116,63 @@ def test_pool_scores_equal_the_scorer_mapped_over_the_same_batches(finished_run,
 
 
 def test_selection_equals_deita_select_on_the_pool(finished_run):
-    pool = load_from_disk(str(finished_run / "pool"))
+    pool = load_folder(finished_run / "pool")
     expected = deita_select(pool, budget=10, threshold=0.9, progress=False)
-    selected = load_from_disk(str(finished_run / "selected"))
+    selected = load_folder(finished_run / "selected")
     assert selected["id"] == expected["id"]
-    assert as_json(selected) == as_json(expected)
+    assert as_json(selected) == as_json(expected.remove_columns("embedding"))
 
 
 def test_export_has_the_selected_rows_without_embeddings(finished_run):
     export = Dataset.from_parquet(str(finished_run / "selected.parquet"))
-    selected = load_from_disk(str(finished_run / "selected"))
-    assert "embedding" not in export.column_names
-    assert as_json(export) == as_json(selected.remove_columns("embedding"))
+    selected = load_folder(finished_run / "selected")
+    assert "embedding" not in export.column_names and "embedding" not in selected.column_names
+    assert as_json(export) == as_json(selected)
+
+
+def test_selected_and_pool_are_hub_dataset_repositories(finished_run):
+    for name in ("selected", "pool"):
+        folder = finished_run / name
+        assert sorted(p.name for p in (folder / "data").iterdir()) == ["train-00000-of-00001.parquet"]
+        assert "deita" in DatasetCard.load(folder / "README.md").data.tags
+    # The folder holds no save_to_disk state that would make load_dataset ask for load_from_disk.
+    assert (
+        not (finished_run / "selected" / "state.json").exists() and not (finished_run / "pool" / "state.json").exists()
+    )
+
+
+def test_stock_load_dataset_reads_the_selection_in_selection_order(finished_run):
+    from datasets import load_dataset
+
+    selected = load_dataset(str(finished_run / "selected"))
+    assert list(selected) == ["train"]
+    expected = deita_select(load_folder(finished_run / "pool"), budget=10, threshold=0.9, progress=False)
+    assert selected["train"]["id"] == expected["id"]
+    pool = load_dataset(str(finished_run / "pool"), split="train")
+    assert len(pool) == 32 and "embedding" in pool.column_names
+
+
+def test_two_selection_folders_of_the_same_name_load_their_own_rows(finished_run, tmp_path):
+    from datasets import load_dataset
+
+    other = tmp_path / "other"
+    assert run_cli("select", "--dataset_name", finished_run / "pool", "--output_dir", other, "--budget", 3) == 0
+    assert len(load_dataset(str(finished_run / "selected"), split="train")) == 10
+    assert len(load_dataset(str(other / "selected"), split="train")) == 3
+
+
+def test_the_selected_rows_are_split_into_ordered_parquet_files_of_bounded_size(finished_run, tmp_path, monkeypatch):
+    from datasets import load_dataset
+
+    import deita_hf.hub as hub
+
+    selected = load_folder(finished_run / "selected")
+    monkeypatch.setattr(hub, "MAX_SHARD_BYTES", selected.data.nbytes // 3)
+    card = DatasetCard("---\ntags:\n- deita\n---\n")
+    hub.write_dataset_folder(selected, tmp_path / "sel", card)
+    files = sorted(p.name for p in (tmp_path / "sel" / "data").iterdir())
+    assert len(files) >= 3 and files[0] == f"train-00000-of-{len(files):05d}.parquet"
+    assert load_dataset(str(tmp_path / "sel"), split="train")["id"] == selected["id"]
 
 
 def test_summary_counts_add_up(finished_run, pool_file):
@@ -191,12 +245,12 @@ def test_on_error_nan_scores_unreadable_rows_nan_and_leaves_them_out(pool_file, 
     path.write_text("".join(json.dumps(row) + "\n" for row in rows))
     assert run_cli("run", "--dataset_name", path, "--output_dir", tmp_path / "out", *MODELS, "--budget", 6,
                    "--threshold", 1.0, "--on_error", "nan") == 0  # fmt: skip
-    pool = load_from_disk(str(tmp_path / "out" / "pool"))
+    pool = load_folder(tmp_path / "out" / "pool")
     assert pool["deita_score"][2] != pool["deita_score"][2]  # NaN
     counts = json.loads((tmp_path / "out" / "summary.json").read_text())["counts"]
     assert counts["unreadable_rows"] == 1
     assert counts["left_out_without_score"] == 1
-    selected = load_from_disk(str(tmp_path / "out" / "selected"))
+    selected = load_folder(tmp_path / "out" / "selected")
     assert sorted(selected["id"]) == sorted(rows[i]["id"] for i in (0, 1, 3, 4, 5))
 
 
@@ -411,7 +465,7 @@ def test_two_processes_give_the_single_process_result(pool_file, reference_run, 
     assert result.returncode == 0, result.stdout + result.stderr
     # Each process computed its own shards: 0, 2, 4, 6 by process 0 and 1, 3, 5, 7 by process 1.
     assert "process 0 of 2" in result.stderr and "score (process 0)" in result.stderr
-    pool, reference = (load_from_disk(str(p / "pool")).to_dict() for p in (out, reference_run))
+    pool, reference = (load_folder(p / "pool").to_dict() for p in (out, reference_run))
     assert pool["id"] == reference["id"] and len(set(pool["id"])) == 16
     for column in ("complexity_scores", "quality_scores", "deita_score", "embedding"):
         assert pool[column] == reference[column], column

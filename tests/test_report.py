@@ -9,10 +9,18 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from datasets import Dataset, load_from_disk
+from datasets import Dataset
 
 from deita_hf.cli import main
 from deita_hf.report import PLOTS, SMOKE_NOTE, render_markdown
+
+
+def load_folder(path):
+    """A dataset folder written by deita-hf (Hub layout) or by ``save_to_disk``."""
+    from deita_hf.pipeline import load_input
+
+    return load_input(str(path))
+
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -73,7 +81,7 @@ def test_report_counts_are_the_summarys(selection_run):
 
 def test_the_data_table_marks_the_selection_in_order(selection_run):
     table = pq.read_table(selection_run / "report" / "pool_scores.parquet").to_pydict()
-    selected = load_from_disk(str(selection_run / "selected"))
+    selected = load_folder(selection_run / "selected")
     ranks = {row: rank for row, rank in zip(table["row"], table["selection_rank"]) if rank >= 0}
     assert [f"row-{row}" for row, _ in sorted(ranks.items(), key=lambda item: item[1])] == selected["id"]
     nearest = [table["nearest_selected_similarity"][row] for row in sorted(ranks, key=ranks.get)]
@@ -82,7 +90,7 @@ def test_the_data_table_marks_the_selection_in_order(selection_run):
 
 def test_near_duplicates_are_rejected_and_counted(selection_run):
     counts = json.loads((selection_run / "summary.json").read_text())["counts"]
-    selected = load_from_disk(str(selection_run / "selected"))
+    selected = load_folder(selection_run / "selected")
     pairs = [int(row.split("-")[1]) // 2 for row in selected["id"]]
     assert len(set(pairs)) == len(pairs)  # never both rows of a near-duplicate pair
     assert counts["rejected_too_similar"] >= 1
@@ -110,7 +118,7 @@ def test_a_smoke_run_is_labelled_and_a_real_run_is_not(selection_run):
 
 def test_score_statistics_compare_pool_and_selection(selection_run):
     text = (selection_run / "report" / "report.md").read_text()
-    pool = load_from_disk(str(selection_run.parent / "pool"))["deita_score"]
-    selected = load_from_disk(str(selection_run / "selected"))["deita_score"]
+    pool = load_folder(selection_run.parent / "pool")["deita_score"]
+    selected = load_folder(selection_run / "selected")["deita_score"]
     assert f"| mean | {np.mean(pool):.3f} | {np.mean(selected):.3f} |" in text
     assert f"| max | {max(pool):.3f} | {max(selected):.3f} |" in text
