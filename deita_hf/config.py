@@ -47,7 +47,7 @@ class DataArguments:
         dataset_name: a Hub dataset id, a local json / jsonl / parquet / csv file, or a ``save_to_disk`` folder.
         dataset_config: the Hub dataset's configuration name (``load_dataset(name=...)``).
         dataset_split: the split to read (default ``"train"``).
-        dataset_format: the row format (``messages``, ``sharegpt``, ``alpaca``, ``prompt_response``);
+        dataset_format: the row format (``messages``, ``sharegpt``, ``alpaca``, ``prompt_response``, ``preference``);
             detected from the columns by default.
         max_rows: use only the first ``max_rows`` rows of the input.
         output_dir: the output folder.
@@ -65,7 +65,7 @@ class DataArguments:
     )
     dataset_config: str | None = _help("Configuration name of a Hub dataset.", None)
     dataset_split: str = _help("Split of the input to read.", "train")
-    dataset_format: Literal["messages", "sharegpt", "alpaca", "prompt_response"] | None = _help(
+    dataset_format: Literal["messages", "sharegpt", "alpaca", "prompt_response", "preference"] | None = _help(
         "Row format; detected from the columns when not set.", None
     )
     max_rows: int | None = _help("Use only the first N rows of the input.", None)

@@ -1,11 +1,17 @@
 """Rows in, conversations and turns out.
 
-Four row formats are accepted (SPEC section 4), detected from the columns or named explicitly:
+Five row formats are accepted (SPEC section 4), detected from the columns or named explicitly:
 
 - ``"messages"``: a ``messages`` column of ``{"role", "content"}`` dicts (TRL, chat templates);
 - ``"sharegpt"``: a ``conversations`` column of ``{"from", "value"}`` dicts (Deita's released data);
 - ``"alpaca"``: ``instruction``, optional ``input``, ``output``;
-- ``"prompt_response"``: ``prompt`` and ``response`` (or ``completion``) strings.
+- ``"prompt_response"``: ``prompt`` and ``response`` (or ``completion``), each a string or, as in TRL's
+  conversational prompt-completion format, a list of messages;
+- ``"preference"``: TRL's preference rows, ``chosen`` and ``rejected`` (strings or lists of messages) with an
+  optional ``prompt``; the conversation read is the prompt followed by the chosen answer.
+
+A message's ``content`` may be a string or a list of text parts (``[{"type": "text", "text": ...}]``, as
+multimodal chat templates take it); the parts are joined with newlines, and a part that is not text is an error.
 
 Every row becomes a list of ``{"role", "content"}`` messages with roles ``system``, ``user`` and
 ``assistant``, and then a list of ``(user, assistant)`` turns paired by role. A row that cannot be read
@@ -17,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-FORMATS = ("messages", "sharegpt", "alpaca", "prompt_response")
+FORMATS = ("messages", "sharegpt", "alpaca", "prompt_response", "preference")
 
 Message = dict[str, str]
 Turn = tuple[str, str]
@@ -62,9 +68,11 @@ def detect_format(columns: Sequence[str]) -> str:
         return "alpaca"
     if "prompt" in columns and ("response" in columns or "completion" in columns):
         return "prompt_response"
+    if "chosen" in columns and "rejected" in columns:
+        return "preference"
     raise ValueError(
         f"cannot tell the row format from the columns {sorted(columns)}: expected 'messages', "
-        "'conversations', 'instruction'+'output' or 'prompt'+'response'/'completion'. Name the "
+        "'conversations', 'instruction'+'output', 'prompt'+'response'/'completion' or 'chosen'+'rejected'. Name the "
         f"format explicitly with one of {FORMATS}, or rename the columns."
     )
 
@@ -73,6 +81,25 @@ def _text(value: Any, row: int | None, what: str) -> str:
     if not isinstance(value, str):
         raise RowError(row, f"{what} must be a string, got {type(value).__name__}")
     return value
+
+
+def _content(value: Any, row: int | None, what: str) -> str:
+    """A message's text: a string, or a list of text parts joined with newlines."""
+    if isinstance(value, str):
+        return value
+    if not isinstance(value, (list, tuple)):
+        raise RowError(row, f"{what} must be a string or a list of text parts, got {type(value).__name__}")
+    texts = []
+    for k, part in enumerate(value):
+        kind = part.get("type") if isinstance(part, Mapping) else type(part).__name__
+        if kind != "text" or not isinstance(part.get("text"), str):
+            raise RowError(
+                row,
+                f"{what}[{k}] is a {kind!r} part; deita-hf reads text only ({{'type': 'text', 'text': ...}}): "
+                "drop the other parts or the row",
+            )
+        texts.append(part["text"])
+    return "\n".join(texts)
 
 
 def _column(row_data: Mapping[str, Any], name: str, row: int | None) -> Any:
@@ -87,15 +114,15 @@ def _message_list(value: Any, row: int | None, column: str) -> list:
     return list(value)
 
 
-def _from_messages(row_data: Mapping[str, Any], row: int | None) -> list[Message]:
+def _from_messages(row_data: Mapping[str, Any], row: int | None, column: str = "messages") -> list[Message]:
     messages = []
-    for j, message in enumerate(_message_list(_column(row_data, "messages", row), row, "messages")):
+    for j, message in enumerate(_message_list(_column(row_data, column, row), row, column)):
         if not isinstance(message, Mapping) or "role" not in message or "content" not in message:
-            raise RowError(row, f"messages[{j}] must be a dict with 'role' and 'content'")
+            raise RowError(row, f"{column}[{j}] must be a dict with 'role' and 'content'")
         role = message["role"]
         if role not in _MESSAGE_ROLES:
-            raise RowError(row, f"messages[{j}] has unknown role {role!r}; expected one of {_MESSAGE_ROLES}")
-        messages.append({"role": role, "content": _text(message["content"], row, f"messages[{j}].content")})
+            raise RowError(row, f"{column}[{j}] has unknown role {role!r}; expected one of {_MESSAGE_ROLES}")
+        messages.append({"role": role, "content": _content(message["content"], row, f"{column}[{j}].content")})
     return messages
 
 
@@ -127,11 +154,27 @@ def _from_alpaca(row_data: Mapping[str, Any], row: int | None) -> list[Message]:
     return [{"role": "user", "content": instruction}, {"role": "assistant", "content": output}]
 
 
+def _part(row_data: Mapping[str, Any], column: str, role: str, row: int | None) -> list[Message]:
+    """A column that holds a string (one message of ``role``) or a list of messages (TRL's conversational form)."""
+    value = _column(row_data, column, row)
+    if isinstance(value, str):
+        return [{"role": role, "content": value}]
+    if isinstance(value, (list, tuple)):
+        return _from_messages(row_data, row, column)
+    raise RowError(row, f"{column} must be a string or a list of messages, got {type(value).__name__}")
+
+
 def _from_prompt_response(row_data: Mapping[str, Any], row: int | None) -> list[Message]:
-    prompt = _text(_column(row_data, "prompt", row), row, "prompt")
     name = "response" if "response" in row_data else "completion"
-    response = _text(_column(row_data, name, row), row, name)
-    return [{"role": "user", "content": prompt}, {"role": "assistant", "content": response}]
+    return _part(row_data, "prompt", "user", row) + _part(row_data, name, "assistant", row)
+
+
+def _from_preference(row_data: Mapping[str, Any], row: int | None) -> list[Message]:
+    _column(row_data, "rejected", row)
+    chosen = _part(row_data, "chosen", "assistant", row)
+    if row_data.get("prompt") is None:  # implicit prompt: `chosen` is the whole conversation
+        return chosen
+    return _part(row_data, "prompt", "user", row) + chosen
 
 
 _READERS = {
@@ -139,6 +182,7 @@ _READERS = {
     "sharegpt": _from_sharegpt,
     "alpaca": _from_alpaca,
     "prompt_response": _from_prompt_response,
+    "preference": _from_preference,
 }
 
 
@@ -201,12 +245,17 @@ def iter_batch_rows(batch: Mapping[str, Sequence[Any]]) -> Iterator[dict[str, An
 def is_batched(batch: Mapping[str, Any], format: str | None) -> bool:
     """Whether ``batch`` is a columnar batch (``Dataset.map(batched=True)``) or a single row."""
     format = format or detect_format(list(batch))
-    probe = {"messages": "messages", "sharegpt": "conversations", "alpaca": "instruction"}.get(format, "prompt")
-    value = batch.get(probe)
-    if format in ("messages", "sharegpt"):
+    probe = {"messages": "messages", "sharegpt": "conversations", "alpaca": "instruction", "preference": "chosen"}
+    value = batch.get(probe.get(format, "prompt"))
+    if format in ("messages", "sharegpt") or (format in ("prompt_response", "preference") and _holds_lists(value)):
         # A batch holds a list of conversations; a row holds one conversation (a list of dicts).
         return isinstance(value, (list, tuple)) and (len(value) == 0 or isinstance(value[0], (list, tuple)))
     return isinstance(value, (list, tuple))
+
+
+def _holds_lists(value: Any) -> bool:
+    """Whether a prompt/completion/chosen value is conversational: a list of messages, or a batch of such lists."""
+    return isinstance(value, (list, tuple)) and len(value) > 0 and isinstance(value[0], (list, tuple, Mapping))
 
 
 def to_messages_column(row_data: Mapping[str, Any], format: str | None = None) -> dict[str, list[Message]]:

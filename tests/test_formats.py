@@ -1,4 +1,4 @@
-"""Rows in the four formats become messages and turns paired by role (SPEC section 4)."""
+"""Rows in the five formats become messages and turns paired by role (SPEC section 4)."""
 
 import pytest
 
@@ -88,14 +88,18 @@ def test_empty_response_is_kept_as_empty_string():
         ({"messages": [{"role": "assistant", "content": "a"}]}, "no user turn"),
         ({"messages": []}, "no user turn"),
         ({"messages": "hello"}, "must be a list of messages, got str"),
-        ({"messages": [{"role": "user", "content": 3}]}, r"messages\[0\].content must be a string, got int"),
+        (
+            {"messages": [{"role": "user", "content": 3}]},
+            r"messages\[0\].content must be a string or a list of text parts, got int",
+        ),
         ({"messages": [{"role": "robot", "content": "x"}]}, "unknown role 'robot'"),
         ({"messages": [{"content": "x"}]}, r"messages\[0\] must be a dict with 'role' and 'content'"),
         ({"conversations": [{"from": "alien", "value": "x"}]}, "unknown 'from' 'alien'"),
         ({"conversations": [{"from": "human", "value": None}]}, "must be a string, got NoneType"),
         ({"instruction": "q", "output": None}, "output must be a string, got NoneType"),
         ({"instruction": 1, "output": "a"}, "instruction must be a string, got int"),
-        ({"prompt": ["q"], "response": "a"}, "prompt must be a string, got list"),
+        ({"prompt": ["q"], "response": "a"}, r"prompt\[0\] must be a dict with 'role' and 'content'"),
+        ({"prompt": 3, "completion": "a"}, "prompt must be a string or a list of messages, got int"),
     ],
 )
 def test_bad_rows_raise_an_error_naming_the_row_and_the_problem(row, problem):
@@ -118,3 +122,68 @@ def test_batched_and_single_rows_are_told_apart():
     assert is_batched({"messages": [MESSAGES_ROW["messages"]]}, None)
     assert not is_batched(ALPACA_ROW, None)
     assert is_batched({"instruction": ["q"], "output": ["a"]}, None)
+
+
+# -- TRL's conversational formats --------------------------------------------------------------------------------
+TRL_PROMPT_COMPLETION_ROW = {
+    "prompt": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "What is 2+2?"}],
+    "completion": [{"role": "assistant", "content": "4"}],
+}
+
+
+def test_trl_conversational_prompt_completion_rows_are_read():
+    assert detect_format(list(TRL_PROMPT_COMPLETION_ROW)) == "prompt_response"
+    assert row_messages(TRL_PROMPT_COMPLETION_ROW) == [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "What is 2+2?"},
+        {"role": "assistant", "content": "4"},
+    ]
+    assert row_turns(TRL_PROMPT_COMPLETION_ROW) == [("What is 2+2?", "4")]
+
+
+def test_trl_conversational_preference_rows_read_the_prompt_and_the_chosen_answer():
+    explicit = {
+        "prompt": [{"role": "user", "content": "What is 2+2?"}],
+        "chosen": [{"role": "assistant", "content": "4"}],
+        "rejected": [{"role": "assistant", "content": "5"}],
+    }
+    implicit = {
+        "chosen": [{"role": "user", "content": "What is 2+2?"}, {"role": "assistant", "content": "4"}],
+        "rejected": [{"role": "user", "content": "What is 2+2?"}, {"role": "assistant", "content": "5"}],
+    }
+    standard = {"prompt": "What is 2+2?", "chosen": "4", "rejected": "5"}
+    for row in (explicit, implicit, standard):
+        assert detect_format(list(row)) == "preference"
+        assert row_turns(row) == [("What is 2+2?", "4")]
+
+
+def test_a_preference_row_without_rejected_is_named():
+    with pytest.raises(RowError, match="row 3: missing column 'rejected'"):
+        row_turns({"prompt": "q", "chosen": "a"}, format="preference", row=3)
+
+
+def test_content_as_a_list_of_text_parts_is_joined_with_newlines():
+    row = {
+        "messages": [
+            {"role": "user", "content": [{"type": "text", "text": "Look:"}, {"type": "text", "text": "2+2?"}]},
+            {"role": "assistant", "content": [{"type": "text", "text": "4"}]},
+        ]
+    }
+    assert row_turns(row) == [("Look:\n2+2?", "4")]
+    conversational = {"prompt": [row["messages"][0]], "completion": [row["messages"][1]]}
+    assert row_turns(conversational) == [("Look:\n2+2?", "4")]
+
+
+def test_a_part_that_is_not_text_is_an_error_naming_the_row_and_the_part():
+    row = {"messages": [{"role": "user", "content": [{"type": "text", "text": "What is this?"}, {"type": "image"}]}]}
+    with pytest.raises(
+        RowError, match=r"^row 4: messages\[0\].content\[1\] is a 'image' part; deita-hf reads text only"
+    ):
+        row_turns(row, row=4)
+
+
+def test_conversational_batches_and_rows_are_told_apart():
+    assert not is_batched(TRL_PROMPT_COMPLETION_ROW, None)
+    assert is_batched({key: [value] for key, value in TRL_PROMPT_COMPLETION_ROW.items()}, None)
+    assert not is_batched({"prompt": "q", "chosen": "a", "rejected": "b"}, None)
+    assert is_batched({"prompt": ["q"], "chosen": ["a"], "rejected": ["b"]}, None)

@@ -410,3 +410,20 @@ def test_max_batch_tokens_changes_no_score(tiny_llama, byte_tokenizer):
     large = make(QualityScorer, tiny_llama, byte_tokenizer, max_batch_tokens=100000)(ALPACA_BATCH)["quality_scores"]
     for a, b in zip(small, large):
         assert abs(a[0] - b[0]) < 1e-5
+
+
+def test_trl_conversational_and_preference_datasets_score_like_their_messages(tiny_llama, byte_tokenizer):
+    user = [{"role": "user", "content": [{"type": "text", "text": "Name a prime."}]}]
+    answers = [[{"role": "assistant", "content": "7"}], [{"role": "assistant", "content": "Two."}]]
+    messages = Dataset.from_list([{"messages": [{"role": "user", "content": "Name a prime."}, *a]} for a in answers])
+    prompt_completion = Dataset.from_list([{"prompt": user, "completion": a} for a in answers])
+    preference = Dataset.from_list(
+        [{"prompt": user, "chosen": a, "rejected": answers[1 - i]} for i, a in enumerate(answers)]
+    )
+    scorer = DeitaScorer(
+        tiny_llama, tiny_llama, complexity_tokenizer=byte_tokenizer, quality_tokenizer=byte_tokenizer, progress=False
+    )
+    expected = pytest.approx(list(messages.map(scorer, batched=True)["deita_score"]), abs=1e-5)
+    assert list(prompt_completion.map(scorer, batched=True)["deita_score"]) == expected
+    assert list(preference.map(scorer, batched=True)["deita_score"]) == expected
+    assert list(preference.map(scorer)["deita_score"]) == expected
