@@ -128,11 +128,15 @@ def load_chat_tokenizer(
 
     if chat_template not in CHAT_TEMPLATE_CHOICES:
         raise ValueError(f"chat_template must be one of {CHAT_TEMPLATE_CHOICES}, got {chat_template!r}")
+    from .modeling import model_source
+
     kwargs = {"revision": revision, "trust_remote_code": trust_remote_code}
-    tokenizer = AutoTokenizer.from_pretrained(model_name_or_path, **kwargs)
+    # A missing folder or an unreachable Hub fails here, fast, with what to do (before any data is read).
+    with model_source(model_name_or_path, revision) as source:
+        tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
+        if isinstance(tokenizer, LlamaTokenizer) and not tokenizer.legacy:
+            tokenizer = AutoTokenizer.from_pretrained(source, legacy=True, **kwargs)
     if isinstance(tokenizer, LlamaTokenizer):
-        if not tokenizer.legacy:
-            tokenizer = AutoTokenizer.from_pretrained(model_name_or_path, legacy=True, **kwargs)
         tokenizer.init_kwargs["legacy"] = True
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.unk_token if tokenizer.unk_token is not None else tokenizer.eos_token

@@ -23,6 +23,7 @@ import sys
 from . import __version__
 from .config import COMMAND_ARGUMENTS, HubArguments, parse_recipe
 from .formats import RowError
+from .modeling import ModelSourceError
 
 # Commands whose module parses its own flags: command -> module with main(argv).
 DISPATCHED = {
@@ -129,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
             rest, COMMAND_ARGUMENTS[command], prog=f"deita-hf {command}", description=DESCRIPTIONS[command]
         )
         run_command(command, *groups, command_line=shlex.join(["deita-hf", *argv]))
-    except (PipelineError, RowError, FileNotFoundError, PermissionError, ValueError) as error:
+    except (PipelineError, RowError, ModelSourceError, FileNotFoundError, PermissionError, ValueError) as error:
         if os.environ.get("DEITA_HF_TRACEBACK"):
             raise
         print(f"deita-hf {command}: error: {error}\n(set DEITA_HF_TRACEBACK=1 to see where)", file=sys.stderr)

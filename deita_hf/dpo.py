@@ -40,6 +40,11 @@ def main(argv: list[str] | None = None) -> None:
     script_args, training_args, model_args = make_parser().parse_args_and_config(argv)
     logging.basicConfig(level=training_args.get_process_log_level(), format="%(asctime)s %(name)s: %(message)s")
 
+    # The tokenizer first: a model path or Hub id that cannot be loaded fails before the data is read.
+    tokenizer = load_tokenizer(
+        model_args.model_name_or_path, model_args.model_revision, training_args.trust_remote_code
+    )
+
     # Data: the sampled pairs (Deita: 10K with seed 42), as TRL conversational prompt/chosen/rejected.
     with training_args.main_process_first(desc="loading the preference data"):
         train_dataset = load_training_data(
@@ -61,9 +66,6 @@ def main(argv: list[str] | None = None) -> None:
             eval_dataset = to_preference_dataset(eval_dataset, training_args.dataset_num_proc)
 
     # Model: the policy and its frozen reference copy are loaded by the trainer (ZeRO-3 aware).
-    tokenizer = load_tokenizer(
-        model_args.model_name_or_path, model_args.model_revision, training_args.trust_remote_code
-    )
     training_args.model_init_kwargs = model_init_kwargs(model_args, training_args)
     # Pushed once at the end, with the Deita model card (the Trainer would push its own card first).
     push_to_hub, training_args.push_to_hub = training_args.push_to_hub, False

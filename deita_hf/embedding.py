@@ -200,7 +200,7 @@ class Embedder(LazyModel):
 
     # -- loading ---------------------------------------------------------------------------------------------
     def on_load(self) -> None:
-        name = self.model_name_or_path
+        name = self._source or self.model_name_or_path
         self._kind = self.kind
         if self._kind == "auto":
             self._kind = _detect_kind(self._given_model, name, self.revision, self.trust_remote_code)
@@ -223,7 +223,10 @@ class Embedder(LazyModel):
 
     def _sentence_model_limit(self) -> int:
         config_file = model_file(
-            self.model_name_or_path, "sentence_bert_config.json", self.revision, "set max_length to the model's limit"
+            self._source or self.model_name_or_path,
+            "sentence_bert_config.json",
+            self.revision,
+            "set max_length to the model's limit",
         )
         if config_file:
             limit = json.loads(Path(config_file).read_text()).get("max_seq_length")

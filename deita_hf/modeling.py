@@ -9,8 +9,11 @@ name (:func:`source_signature`), so that new weights saved under the same name g
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import logging
 import os
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -20,6 +23,90 @@ logger = logging.getLogger(__name__)
 # The process that imported deita_hf. A different pid at load time means a forked worker (Dataset.map with
 # num_proc): the parent's OpenMP thread pool does not survive fork, and the first parallel op would hang.
 _IMPORT_PID = os.getpid()
+
+
+class ModelSourceError(OSError):
+    """A model or data set that cannot be loaded from where its name points: a missing local folder, a Hub id while
+    the Hub cannot be reached, or a Hub id missing from the local cache in offline mode. The message says what to
+    do."""
+
+
+_WHAT_TO_DO = (
+    "Use a local folder instead; or, with the files in the Hugging Face cache (downloaded where there is network: "
+    "`deita-hf released download ID` or `hf download ID`), set HF_HUB_OFFLINE=1; or, to try the pipeline offline, "
+    "use the smoke models (tiny-random:seed=N scorers, the offline-minilm embedder; recipes/smoke/select.yaml)."
+)
+
+
+def _looks_local(name: str) -> bool:
+    return name.startswith((".", "/", "~")) or name.count("/") > 1 or (os.sep != "/" and os.sep in name)
+
+
+def _transport_errors() -> tuple[type[BaseException], ...]:
+    """The exceptions of a request that never got an answer (refused, timed out, no route), whichever HTTP client
+    huggingface_hub uses."""
+    errors: list[type[BaseException]] = [ConnectionError, TimeoutError]
+    for module in ("httpx2", "httpx"):
+        with contextlib.suppress(ImportError):
+            errors.append(importlib.import_module(module).TransportError)
+    return tuple(errors)
+
+
+@contextlib.contextmanager
+def model_source(name: str, revision: str | None = None, repo_type: str = "model") -> Iterator[str]:
+    """The Hub id or local folder to load for ``name``, checked first so that a failure is fast and says what to do.
+
+    - ``tiny-random:seed=N`` and ``offline-minilm`` (the smoke models) give their local folders;
+    - a name that looks like a path (starts with ``.``, ``/`` or ``~``, or has two ``/``) must be a folder that exists;
+    - a Hub id, unless ``HF_HUB_OFFLINE=1``: one request (5 s at most) checks that the Hub answers, instead of
+      transformers' retries (about 25 s per file) that end in a generic error; with ``HF_HUB_OFFLINE=1``, an error
+      raised inside the block for a repository that is not in the cache is given that meaning.
+
+    Raises :class:`ModelSourceError`. Example::
+
+        with model_source("hkust-nlp/deita-complexity-scorer") as source:
+            model = AutoModelForCausalLM.from_pretrained(source)
+    """
+    from huggingface_hub import HfApi, constants, try_to_load_from_cache
+
+    from .constants import OFFLINE_MINILM, TINY_RANDOM
+
+    if name == OFFLINE_MINILM or name == TINY_RANDOM or name.startswith(TINY_RANDOM + ":"):
+        from .pipeline import resolve_model
+
+        yield resolve_model(name)
+        return
+    if os.path.exists(os.path.expanduser(name)):
+        yield os.path.expanduser(name)
+        return
+    if _looks_local(name):
+        raise ModelSourceError(f"no such folder: {name} (check the path; a Hub id has the form owner/name)")
+    what = "data set" if repo_type == "dataset" else "model"
+    if not constants.HF_HUB_OFFLINE:
+        try:
+            HfApi().repo_info(name, revision=revision, repo_type=repo_type, timeout=5)
+        except _transport_errors() as error:
+            raise ModelSourceError(
+                f"cannot load the {what} {name!r}: the Hugging Face Hub ({constants.ENDPOINT}) was not reached "
+                f"({error}). {_WHAT_TO_DO}"
+            ) from None
+        except Exception:  # the Hub answered (not found, gated, ...): loading will say what it said
+            pass
+        yield name
+        return
+    try:
+        yield name
+    except OSError as error:
+        if isinstance(error, ModelSourceError):
+            raise
+        filename = "config.json" if repo_type == "model" else "README.md"
+        if try_to_load_from_cache(name, filename, revision=revision, repo_type=repo_type) is None:
+            raise ModelSourceError(
+                f"cannot load the {what} {name!r}: HF_HUB_OFFLINE=1 is set, so the Hub was not asked, and it is not "
+                f"in the Hugging Face cache ({constants.HF_HUB_CACHE}). Download it where there is network, or unset "
+                f"HF_HUB_OFFLINE. {_WHAT_TO_DO}"
+            ) from error
+        raise
 
 
 def resolve_device(device: str | torch.device | None = None, rank: int | None = None) -> torch.device:
@@ -92,7 +179,7 @@ class LazyModel:
     # Subclasses load with this ``transformers`` auto class.
     auto_model_class: str = "AutoModel"
     # Attributes that live only in the process that made them (weights, counters).
-    _process_local = ("_model", "_tokenizer", "_device", "stats")
+    _process_local = ("_model", "_tokenizer", "_device", "_source", "stats")
 
     def __init__(
         self,
@@ -120,6 +207,7 @@ class LazyModel:
         self._model = None
         self._tokenizer = None
         self._device = None
+        self._source: str | None = None
         self.stats: dict[str, int] = {}
 
     # -- pickling: settings only, never the lazily loaded weights -------------------------------------
@@ -138,6 +226,7 @@ class LazyModel:
         self._model = None
         self._tokenizer = None
         self._device = None
+        self._source = None
         self.stats = {}
 
     # -- loading ---------------------------------------------------------------------------------------
@@ -155,12 +244,13 @@ class LazyModel:
             logger.info("loading %s (revision %s) as %s on %s", self.model_name_or_path, self.revision, dtype, device)
             import transformers
 
-            model = getattr(transformers, self.auto_model_class).from_pretrained(
-                self.model_name_or_path,
-                revision=self.revision,
-                dtype=dtype,
-                trust_remote_code=self.trust_remote_code,
-            )
+            with model_source(self.model_name_or_path, self.revision) as self._source:
+                model = getattr(transformers, self.auto_model_class).from_pretrained(
+                    self._source,
+                    revision=self.revision,
+                    dtype=dtype,
+                    trust_remote_code=self.trust_remote_code,
+                )
         self._model = model.to(device=device, dtype=dtype).eval()
         self._tokenizer = self._given_tokenizer or self._load_tokenizer()
         self._device = device
@@ -169,11 +259,14 @@ class LazyModel:
     def _load_tokenizer(self) -> Any:
         from transformers import AutoTokenizer
 
-        return AutoTokenizer.from_pretrained(
-            self.tokenizer_name_or_path or self.model_name_or_path,
-            revision=self.revision,
-            trust_remote_code=self.trust_remote_code,
-        )
+        with model_source(self.tokenizer_name_or_path or self.model_name_or_path, self.revision) as source:
+            return AutoTokenizer.from_pretrained(source, revision=self.revision, trust_remote_code=self.trust_remote_code)
+
+    @property
+    def source(self) -> str | None:
+        """The Hub id or local folder the model was loaded from (a smoke model's name becomes its folder)."""
+        self.load()
+        return self._source
 
     def on_load(self) -> None:
         """Hook for subclasses: derive what depends on the tokenizer (digit ids, pad token, ...)."""

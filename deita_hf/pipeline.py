@@ -172,7 +172,10 @@ def resolve_commit(spec: str, revision: str | None) -> str | None:
         return None
     from transformers.utils.hub import resolve_revision
 
-    resolved = resolve_revision(spec, revision)
+    from .modeling import model_source
+
+    with model_source(spec, revision):
+        resolved = resolve_revision(spec, revision)
     return getattr(resolved, "resolved", None) or (resolved if resolved and len(str(resolved)) == 40 else None)
 
 

@@ -23,6 +23,7 @@ from .constants import (
     PAPER_RESULTS,
     QUALITY_SCORER_ID,
 )
+from .modeling import model_source
 
 KINDS = ("scorer", "chat_model", "selection", "pool", "scorer_data")
 
@@ -110,10 +111,11 @@ def load_released_model(
     from .training import load_tokenizer
 
     artifact = _artifact(repo_id, ("chat_model",))
-    model = AutoModelForCausalLM.from_pretrained(
-        artifact.repo_id, revision=revision, dtype=dtype, device_map=device_map, trust_remote_code=trust_remote_code
-    )
-    tokenizer = load_tokenizer(artifact.repo_id, revision=revision, trust_remote_code=trust_remote_code)
+    with model_source(artifact.repo_id, revision) as source:
+        model = AutoModelForCausalLM.from_pretrained(
+            source, revision=revision, dtype=dtype, device_map=device_map, trust_remote_code=trust_remote_code
+        )
+        tokenizer = load_tokenizer(source, revision=revision, trust_remote_code=trust_remote_code)
     return model, tokenizer
 
 
@@ -136,7 +138,8 @@ def load_released_data(
     from .formats import to_messages_column
 
     artifact = _artifact(repo_id, ("selection", "pool"))
-    dataset = datasets.load_dataset(artifact.repo_id, split=split, revision=revision)
+    with model_source(artifact.repo_id, revision, repo_type="dataset") as source:
+        dataset = datasets.load_dataset(source, split=split, revision=revision)
     if "conversations" not in dataset.column_names:
         raise ValueError(
             f"{artifact.repo_id} has no 'conversations' column (its columns: {dataset.column_names}); "

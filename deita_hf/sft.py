@@ -81,6 +81,14 @@ def main(argv: list[str] | None = None) -> None:
     script_args, training_args, model_args = make_parser().parse_args_and_config(argv)
     logging.basicConfig(level=training_args.get_process_log_level(), format="%(asctime)s %(name)s: %(message)s")
 
+    # The tokenizer first: a model path or Hub id that cannot be loaded fails before the data is read.
+    tokenizer = load_tokenizer(
+        model_args.model_name_or_path,
+        model_args.model_revision,
+        training_args.trust_remote_code,
+        label_space_before_answer=training_args.label_space_before_answer,
+    )
+
     # Data: a Hub id, a local file or a selection output folder, as TRL conversational `messages`.
     with training_args.main_process_first(desc="loading the training data"):
         train_dataset = load_training_data(
@@ -107,12 +115,6 @@ def main(argv: list[str] | None = None) -> None:
             )
 
     # Model: loaded by the trainer (ZeRO-3 aware); the tokenizer gets the Vicuna v1.1 chat template.
-    tokenizer = load_tokenizer(
-        model_args.model_name_or_path,
-        model_args.model_revision,
-        training_args.trust_remote_code,
-        label_space_before_answer=training_args.label_space_before_answer,
-    )
     training_args.model_init_kwargs = model_init_kwargs(model_args, training_args)
     # Pushed once at the end, with the Deita model card (the Trainer would push its own card first).
     push_to_hub, training_args.push_to_hub = training_args.push_to_hub, False

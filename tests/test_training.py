@@ -290,12 +290,14 @@ def test_hub_repo_defaults_to_the_output_folder_name(monkeypatch, tmp_path):
 
 def test_sft_main_without_data_says_what_to_set(tmp_path):
     from deita_hf import sft
+    from deita_hf.tiny import save_tiny_scorer
 
+    model = save_tiny_scorer(tmp_path / "model")
     with pytest.raises(ValueError, match="set dataset_name"):
         sft.main(
             [
                 "--model_name_or_path",
-                "unused",
+                str(model),
                 "--output_dir",
                 str(tmp_path),
                 "--use_cpu",
