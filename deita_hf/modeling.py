@@ -260,7 +260,9 @@ class LazyModel:
         from transformers import AutoTokenizer
 
         with model_source(self.tokenizer_name_or_path or self.model_name_or_path, self.revision) as source:
-            return AutoTokenizer.from_pretrained(source, revision=self.revision, trust_remote_code=self.trust_remote_code)
+            return AutoTokenizer.from_pretrained(
+                source, revision=self.revision, trust_remote_code=self.trust_remote_code
+            )
 
     @property
     def source(self) -> str | None:
