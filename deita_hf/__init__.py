@@ -1,12 +1,21 @@
 """deita-hf: Deita data selection for instruction tuning, in the Hugging Face ecosystem."""
 
 from .embedding import Embedder, vicuna_text
+from .released import (
+    RELEASED,
+    download_released,
+    load_released_data,
+    load_released_model,
+    load_released_scorer_data,
+    released,
+)
 from .scoring import ComplexityScorer, DeitaScorer, QualityScorer, deita_score
 from .selection import SelectionResult, deita_select, select_indices
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "RELEASED",
     "ComplexityScorer",
     "DeitaScorer",
     "Embedder",
@@ -14,6 +23,11 @@ __all__ = [
     "SelectionResult",
     "deita_score",
     "deita_select",
+    "download_released",
+    "load_released_data",
+    "load_released_model",
+    "load_released_scorer_data",
+    "released",
     "select_indices",
     "vicuna_text",
     "__version__",

@@ -6,6 +6,8 @@
     deita-hf select --dataset_name out/embedded/pool --budget 6000 --output_dir out/selected
     deita-hf report out/selected                              # make the selection report again
     deita-hf eval --config recipes/deita-mistral-7b/eval.yaml # evaluate the trained model
+    deita-hf released                                         # the released Deita models and data sets
+    deita-hf released download hkust-nlp/deita-6k-v0 --local_dir data/deita-6k
     deita-hf sft | dpo | make-scorer-data | train-scorer ...  # training entry points
 
 Every option can be set in a YAML recipe (``--config``) and overridden by a flag; ``deita-hf COMMAND --help``
@@ -40,6 +42,7 @@ DESCRIPTIONS = {
     "run": "Score, embed and select from one recipe.",
     "report": "Make the selection report of an output folder again (and optionally push the selection).",
     "eval": "Evaluate a trained model: Open LLM Leaderboard tasks (lm-eval), MT-Bench and AlpacaEval answers, judges.",
+    "released": "List the released Deita models and data sets, or download one (`deita-hf released download ID`).",
     "sft": "Supervised fine-tuning on a selection (TRL SFTTrainer, Vicuna v1.1 template).",
     "dpo": "Direct preference optimisation after SFT (TRL DPOTrainer).",
     "make-scorer-data": "Evolve and rank seed data into training data for the complexity and quality scorers.",
@@ -94,6 +97,30 @@ def _report(argv: list[str]) -> int:
     return 0
 
 
+def _released(argv: list[str]) -> int:
+    import argparse
+
+    from .released import KINDS, download_released, format_released, released
+
+    parser = argparse.ArgumentParser(prog="deita-hf released", description=DESCRIPTIONS["released"])
+    parser.add_argument("--kind", choices=KINDS, default=None, help="List only this kind of artifact.")
+    actions = parser.add_subparsers(dest="action", metavar="{download}")
+    download = actions.add_parser(
+        "download",
+        prog="deita-hf released download",
+        help="Download one (huggingface_hub's snapshot_download: resumable, cached).",
+    )
+    download.add_argument("repo_id", help="A released id from `deita-hf released` (any case).")
+    download.add_argument("--local_dir", default=None, help="Put the files here (default: the Hugging Face cache).")
+    download.add_argument("--revision", default=None, help="A branch, tag or commit (default: main).")
+    args = parser.parse_args(argv)
+    if args.action == "download":
+        print(download_released(args.repo_id, local_dir=args.local_dir, revision=args.revision))
+    else:
+        print(format_released(released(args.kind)))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``deita-hf`` console script; returns the exit status.
 
@@ -126,6 +153,8 @@ def main(argv: list[str] | None = None) -> int:
 
             run_eval(*parse_recipe(rest, EVAL_ARGUMENTS, prog="deita-hf eval", description=DESCRIPTIONS[command]))
             return 0
+        if command == "released":
+            return _released(rest)
         groups = parse_recipe(
             rest, COMMAND_ARGUMENTS[command], prog=f"deita-hf {command}", description=DESCRIPTIONS[command]
         )

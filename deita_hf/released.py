@@ -7,7 +7,8 @@
 
 ``load_released_model`` returns a Deita chat model with its tokenizer set to the Vicuna v1.1 chat template the
 models were trained with; ``load_released_data`` returns a released selection or pool (ShareGPT) with a
-``messages`` column for TRL.
+``messages`` column for TRL; ``load_released_scorer_data`` returns a scorer's training data;
+``download_released`` fetches any of them with huggingface_hub (``deita-hf released download ID``).
 """
 
 from __future__ import annotations
@@ -30,42 +31,93 @@ KINDS = ("scorer", "chat_model", "selection", "pool", "scorer_data")
 
 @dataclass(frozen=True)
 class ReleasedArtifact:
-    """One released repository: its id, whether it is a model or a dataset repository, and what it is."""
+    """One released repository: its id (exactly as published), whether it is a model or a dataset repository,
+    what it is, its size, its license, and for the chat models the paper's MT-Bench and AlpacaEval results."""
 
     repo_id: str
     repo_type: str
     kind: str
     description: str
+    size: str
+    license: str
 
     @property
     def url(self) -> str:
         prefix = "datasets/" if self.repo_type == "dataset" else ""
         return f"https://huggingface.co/{prefix}{self.repo_id}"
 
-
-def _model(repo_id: str, kind: str, description: str) -> ReleasedArtifact:
-    return ReleasedArtifact(repo_id, "model", kind, description)
-
-
-def _dataset(repo_id: str, kind: str, description: str) -> ReleasedArtifact:
-    return ReleasedArtifact(repo_id, "dataset", kind, description)
+    @property
+    def paper_results(self) -> str:
+        """``"MT-Bench 7.55, AlpacaEval 90.06%"`` for a released chat model, else ``""``."""
+        results = PAPER_RESULTS.get(self.repo_id)
+        return f"MT-Bench {results['MT-Bench']:.2f}, AlpacaEval {results['AlpacaEval']:.2f}%" if results else ""
 
 
-# SPEC section 9 (paper; hkust-nlp/deita README). Chat models' descriptions come from PAPER_RESULTS.
+def _model(repo_id: str, kind: str, description: str, size: str, license: str) -> ReleasedArtifact:
+    return ReleasedArtifact(repo_id, "model", kind, description, size, license)
+
+
+def _dataset(repo_id: str, kind: str, description: str, size: str, license: str = "MIT") -> ReleasedArtifact:
+    return ReleasedArtifact(repo_id, "dataset", kind, description, size, license)
+
+
+# SPEC section 9. Sizes: parameters of the base model, rows of a data set (paper). Licenses: the resource table of
+# the hkust-nlp/deita README (commit b279f2c). Chat models' descriptions and results come from PAPER_RESULTS.
+_CHAT_MODELS = {
+    "hkust-nlp/deita-7b-v1.0-sft": ("7B", "Apache-2.0"),
+    "hkust-nlp/deita-7B-v1.0": ("7B", "Apache-2.0"),
+    "hkust-nlp/deita-llama2-13b-v1.0-sft": ("13B", "LLaMA 2 license"),
+    "hkust-nlp/deita-llama1-13b-v1.0-sft": ("13B", "LLaMA license"),
+}
 RELEASED: dict[str, ReleasedArtifact] = {
     artifact.repo_id: artifact
     for artifact in (
-        _model(COMPLEXITY_SCORER_ID, "scorer", "LLaMA-1-13B complexity scorer: rates an instruction 1..6"),
-        _model(QUALITY_SCORER_ID, "scorer", "LLaMA-1-13B quality scorer: rates a response to an instruction 1..6"),
-        *(_model(repo_id, "chat_model", results["recipe"]) for repo_id, results in PAPER_RESULTS.items()),
-        _dataset(DEITA_6K_DATASET_ID, "selection", "Deita 6K: 6,000 conversations selected from the 300K pool"),
-        _dataset(DEITA_10K_DATASET_ID, "selection", "Deita 10K: 10,000 conversations selected from the 300K pool"),
-        _dataset(DEITA_SOTA_POOL_ID, "pool", "the 300K pool that Deita 6K and 10K were selected from"),
-        _dataset("hkust-nlp/deita-redundant-pool-data", "pool", "the 100K redundant pool of the paper's analysis"),
-        _dataset("hkust-nlp/deita-complexity-scorer-data", "scorer_data", "training data of the complexity scorer"),
-        _dataset("hkust-nlp/deita-quality-scorer-data", "scorer_data", "training data of the quality scorer"),
+        _model(
+            COMPLEXITY_SCORER_ID,
+            "scorer",
+            "LLaMA-1-13B complexity scorer: rates an instruction 1..6",
+            "13B",
+            "LLaMA license",
+        ),
+        _model(
+            QUALITY_SCORER_ID,
+            "scorer",
+            "LLaMA-1-13B quality scorer: rates a response to an instruction 1..6",
+            "13B",
+            "LLaMA license",
+        ),
+        *(
+            _model(repo_id, "chat_model", PAPER_RESULTS[repo_id]["recipe"], *_CHAT_MODELS[repo_id])
+            for repo_id in PAPER_RESULTS
+        ),
+        _dataset(DEITA_6K_DATASET_ID, "selection", "Deita 6K: conversations selected from the 300K pool", "6K rows"),
+        _dataset(
+            DEITA_10K_DATASET_ID, "selection", "Deita 10K: conversations selected from the 300K pool", "10K rows"
+        ),
+        _dataset(DEITA_SOTA_POOL_ID, "pool", "the pool that Deita 6K and 10K were selected from", "300K rows"),
+        _dataset(
+            "hkust-nlp/deita-redundant-pool-data", "pool", "the redundant pool of the paper's analysis", "100K rows"
+        ),
+        _dataset(
+            "hkust-nlp/deita-complexity-scorer-data", "scorer_data", "training data of the complexity scorer", "-"
+        ),
+        _dataset("hkust-nlp/deita-quality-scorer-data", "scorer_data", "training data of the quality scorer", "-"),
     )
 }
+
+
+def format_released(artifacts: list[ReleasedArtifact] | None = None) -> str:
+    """The table that ``deita-hf released`` prints: id, kind, size, license, what it is (and paper results)."""
+    artifacts = released() if artifacts is None else artifacts
+    header = ("id", "kind", "size", "license", "what")
+    rows = [
+        (a.repo_id, a.kind, a.size, a.license, a.description + (f" ({a.paper_results})" if a.paper_results else ""))
+        for a in artifacts
+    ]
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(4)]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(row[:4], widths)) + "  " + row[4] for row in [header, *rows]
+    )
 
 
 def released(kind: str | None = None) -> list[ReleasedArtifact]:
@@ -81,8 +133,33 @@ def _artifact(repo_id: str, kinds: tuple[str, ...]) -> ReleasedArtifact:
     artifact = by_lower.get(repo_id.lower())
     if artifact is None or artifact.kind not in kinds:
         names = ", ".join(a.repo_id for a in RELEASED.values() if a.kind in kinds)
-        raise ValueError(f"{repo_id!r} is not a released Deita {' or '.join(kinds)}; the released ones are: {names}")
+        what = "model or data set" if set(kinds) == set(KINDS) else " or ".join(kinds)
+        raise ValueError(f"{repo_id!r} is not a released Deita {what}; the released ones are: {names}")
     return artifact
+
+
+def download_released(
+    repo_id: str, *, local_dir: str | None = None, revision: str | None = None, allow_patterns: Any = None
+) -> str:
+    """Download a released model or data set with huggingface_hub's ``snapshot_download`` (resumable; files
+    already in the Hugging Face cache are not fetched again) and return its local folder. ``repo_id`` may be
+    given in any case. With ``local_dir`` the files are placed there, else they stay in the cache.
+
+    Example::
+
+        folder = download_released("hkust-nlp/deita-6k-v0", local_dir="data/deita-6k")
+    """
+    import huggingface_hub
+
+    artifact = _artifact(repo_id, KINDS)
+    with model_source(artifact.repo_id, revision, repo_type=artifact.repo_type):
+        return huggingface_hub.snapshot_download(
+            repo_id=artifact.repo_id,
+            repo_type=artifact.repo_type,
+            revision=revision,
+            local_dir=local_dir,
+            allow_patterns=allow_patterns,
+        )
 
 
 def load_released_model(
@@ -151,3 +228,20 @@ def load_released_data(
         remove_columns=["conversations"],
         desc="ShareGPT to messages",
     )
+
+
+def load_released_scorer_data(task: str = "complexity", *, split: str = "train", revision: str | None = None) -> Any:
+    """The data set that the released complexity or quality scorer was trained on
+    (``hkust-nlp/deita-complexity-scorer-data``, ``hkust-nlp/deita-quality-scorer-data``), as published.
+
+    Example::
+
+        complexity_data = load_released_scorer_data("complexity")
+    """
+    import datasets
+
+    if task not in ("complexity", "quality"):
+        raise ValueError(f"task must be 'complexity' or 'quality', got {task!r}")
+    artifact = _artifact(f"hkust-nlp/deita-{task}-scorer-data", ("scorer_data",))
+    with model_source(artifact.repo_id, revision, repo_type="dataset") as source:
+        return datasets.load_dataset(source, split=split, revision=revision)

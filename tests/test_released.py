@@ -126,3 +126,87 @@ def test_released_data_comes_as_messages(monkeypatch):
 def test_released_data_refuses_a_model_id():
     with pytest.raises(ValueError, match="not a released Deita selection or pool"):
         load_released_data("hkust-nlp/deita-7B-v1.0")
+
+
+def test_deita_hf_released_lists_every_artifact_with_size_license_and_paper_results(capsys):
+    from deita_hf.cli import main
+
+    assert main(["released"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["id", "kind", "size", "license", "what"]
+    listed = {line.split()[0]: line for line in lines[1:]}
+    assert set(listed) == set(SPEC_SECTION_9)
+    assert "AndrewZeng/deita_sota_pool" in listed and "300K rows" in listed["AndrewZeng/deita_sota_pool"]
+    assert "MT-Bench 7.55, AlpacaEval 90.06%" in listed["hkust-nlp/deita-7B-v1.0"]
+    assert "Apache-2.0" in listed["hkust-nlp/deita-7B-v1.0"] and "MIT" in listed["hkust-nlp/deita-6k-v0"]
+    assert "LLaMA license" in listed["hkust-nlp/deita-complexity-scorer"]
+
+
+def test_deita_hf_released_lists_one_kind(capsys):
+    from deita_hf.cli import main
+
+    assert main(["released", "--kind", "scorer_data"]) == 0
+    rows = [line.split()[0] for line in capsys.readouterr().out.splitlines()[1:]]
+    assert rows == ["hkust-nlp/deita-complexity-scorer-data", "hkust-nlp/deita-quality-scorer-data"]
+
+
+@pytest.fixture
+def fake_snapshot_download(monkeypatch, tmp_path):
+    """huggingface_hub's snapshot_download, intercepted: records its arguments and returns a folder."""
+    import huggingface_hub
+
+    calls = []
+
+    def fake(**kwargs):
+        calls.append(kwargs)
+        return kwargs["local_dir"] or str(tmp_path / "cache" / kwargs["repo_id"])
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", fake)
+    return calls
+
+
+def test_download_uses_the_hubs_snapshot_download_with_the_published_id(fake_snapshot_download, tmp_path, capsys):
+    from deita_hf.cli import main
+
+    assert main(["released", "download", "HKUST-NLP/Deita-7b-V1.0", "--local_dir", str(tmp_path / "m")]) == 0
+    assert capsys.readouterr().out.strip() == str(tmp_path / "m")
+    assert main(["released", "download", "andrewzeng/deita_sota_pool", "--revision", "abc"]) == 0
+    assert fake_snapshot_download == [
+        {"repo_id": "hkust-nlp/deita-7B-v1.0", "repo_type": "model", "revision": None,
+         "local_dir": str(tmp_path / "m"), "allow_patterns": None},
+        {"repo_id": "AndrewZeng/deita_sota_pool", "repo_type": "dataset", "revision": "abc",
+         "local_dir": None, "allow_patterns": None},
+    ]  # fmt: skip
+
+
+def test_download_of_an_unknown_id_lists_the_released_ones(fake_snapshot_download, capsys):
+    from deita_hf.cli import main
+
+    assert main(["released", "download", "hkust-nlp/deita-13b"]) == 1
+    error = capsys.readouterr().err
+    assert error.startswith(
+        "deita-hf released: error: 'hkust-nlp/deita-13b' is not a released Deita model or data set"
+    )
+    assert "AndrewZeng/deita_sota_pool" in error and fake_snapshot_download == []
+
+
+def test_the_same_from_python(fake_snapshot_download):
+    from deita_hf import download_released, released
+
+    assert [a.repo_id for a in released("pool")] == [
+        "AndrewZeng/deita_sota_pool",
+        "hkust-nlp/deita-redundant-pool-data",
+    ]
+    download_released("hkust-nlp/deita-complexity-scorer-data")
+    assert fake_snapshot_download[0]["repo_type"] == "dataset"
+
+
+def test_scorer_training_data_loads_from_its_dataset_repository(monkeypatch):
+    from deita_hf import load_released_scorer_data
+
+    calls = []
+    monkeypatch.setattr(datasets, "load_dataset", lambda path, **kwargs: calls.append((path, kwargs)) or "data")
+    assert load_released_scorer_data("quality") == "data"
+    assert calls == [("hkust-nlp/deita-quality-scorer-data", {"split": "train", "revision": None})]
+    with pytest.raises(ValueError, match="task must be 'complexity' or 'quality'"):
+        load_released_scorer_data("diversity")
