@@ -76,27 +76,36 @@ DPO_DATASET_ID = "HuggingFaceH4/ultrafeedback_binarized"
 DPO_DATASET_SPLIT = "train_prefs"
 DPO_NUM_PAIRS = 10_000
 DPO_SAMPLE_SEED = 42
-# Results reported in the paper for each released model: MT-Bench score and AlpacaEval win rate (%).
+# Results reported in the paper for each released model: MT-Bench score and AlpacaEval win rate (%); and the base
+# model and training data it was trained from (paper appendix A), which a run must share for its card to quote them.
 PAPER_RESULTS = {
     "hkust-nlp/deita-7b-v1.0-sft": {
         "recipe": "Mistral-7B-v0.1, SFT on Deita 6K",
         "MT-Bench": 7.22,
         "AlpacaEval": 80.78,
+        "base_model": "mistralai/Mistral-7B-v0.1",
+        "dataset": DEITA_6K_DATASET_ID,
     },
     "hkust-nlp/deita-7B-v1.0": {
         "recipe": "Mistral-7B-v0.1, SFT on Deita 6K, then DPO on 10K UltraFeedback pairs",
         "MT-Bench": 7.55,
         "AlpacaEval": 90.06,
+        "base_model": "hkust-nlp/deita-7b-v1.0-sft",
+        "dataset": DPO_DATASET_ID,
     },
     "hkust-nlp/deita-llama2-13b-v1.0-sft": {
         "recipe": "LLaMA-2-13B, SFT on Deita 10K",
         "MT-Bench": 6.79,
         "AlpacaEval": 81.09,
+        "base_model": "meta-llama/Llama-2-13b-hf",
+        "dataset": DEITA_10K_DATASET_ID,
     },
     "hkust-nlp/deita-llama1-13b-v1.0-sft": {
         "recipe": "LLaMA-1-13B, SFT on Deita 10K",
         "MT-Bench": 6.60,
         "AlpacaEval": 78.01,
+        "base_model": "huggyllama/llama-13b",
+        "dataset": DEITA_10K_DATASET_ID,
     },
 }
 

@@ -337,16 +337,63 @@ def _is_hub_id(name: str) -> bool:
     return re.fullmatch(r"[\w.-]+/[\w.-]+", name) is not None and not Path(name).exists()
 
 
+def _selection_folder(dataset_name: str) -> Path | None:
+    """The output folder of a deita-hf selection that ``dataset_name`` names: the folder itself, or the folder
+    around its ``selected/`` dataset folder; None for anything else."""
+    path = Path(dataset_name).expanduser()
+    for folder in (path, path.parent):
+        if (folder / SUMMARY_FILE).is_file():
+            outputs = json.loads((folder / SUMMARY_FILE).read_text(encoding="utf-8")).get("outputs", {})
+            if folder == path or outputs.get("dataset") == path.name:
+                return folder
+    return None
+
+
 def selection_description(dataset_name: str) -> tuple[str | None, dict[str, str]]:
     """How the training data was selected: the text for a released Deita selection, and for the output folder
-    of a deita-hf selection its ``recipe.yaml`` and ``summary.json``."""
-    path = Path(dataset_name).expanduser()
+    of a deita-hf selection (or its ``selected/`` folder) its ``recipe.yaml`` and ``summary.json``."""
+    folder = _selection_folder(dataset_name)
     files = {}
-    if path.is_dir():
+    if folder is not None:
         for name in (RECIPE_FILE, SUMMARY_FILE):
-            if (path / name).is_file():
-                files[name] = (path / name).read_text(encoding="utf-8").strip()
+            if (folder / name).is_file():
+                files[name] = (folder / name).read_text(encoding="utf-8").strip()
     return RELEASED_SELECTIONS.get(dataset_name), files
+
+
+def is_smoke_selection(dataset_name: str) -> bool:
+    """Whether ``dataset_name`` is a deita-hf selection made with tiny random-weight models (a smoke run)."""
+    folder = _selection_folder(dataset_name)
+    if folder is None:
+        return False
+    summary = json.loads((folder / SUMMARY_FILE).read_text(encoding="utf-8"))
+    return bool(summary.get("smoke_run")) or any(
+        model.get("random_weights") for model in summary.get("models", {}).values()
+    )
+
+
+def _local_card_data(model: str) -> dict[str, Any]:
+    """The metadata of the model card beside a local model (a model trained here), else ``{}``."""
+    card = Path(model).expanduser() / "README.md"
+    if not card.is_file():
+        return {}
+    from huggingface_hub import ModelCard
+
+    return ModelCard.load(card).data.to_dict()
+
+
+def reproduced_model(reproduces: str | None, base_model: str, dataset_name: str) -> str | None:
+    """``reproduces`` if this run trains the paper's base model on the paper's data for that released model
+    (the base may also be a local model whose card says it reproduces the paper's base); else None."""
+    paper = PAPER_RESULTS.get(reproduces or "")
+    if paper is None or dataset_name != paper["dataset"]:
+        return None
+    if (
+        base_model == paper["base_model"]
+        or _local_card_data(base_model).get("deita_reproduces") == paper["base_model"]
+    ):
+        return reproduces
+    return None
 
 
 def hyperparameters(training_args, world_size: int) -> dict[str, Any]:
@@ -404,13 +451,17 @@ def render_model_card(
     hyperparameters: Mapping[str, Any],
     results: Mapping[str, Any] | None = None,
     reproduces: str | None = None,
+    load_id: str | None = None,
     template_path: str | Path = MODEL_CARD_TEMPLATE,
 ):
     """The model card of a trained model: ``model_cards/model_card.md`` rendered with ``ModelCard.from_template``.
 
     ``method`` is ``"SFT"`` or ``"DPO"``. The card names the base model and the training data with the selection
-    that made it, lists the hyperparameters and framework versions, quotes the paper's results for the
-    released model that ``reproduces`` names, and ends with the Deita citation.
+    that made it, lists the hyperparameters and framework versions, and ends with the Deita citation. It quotes
+    the paper's results for the released model that ``reproduces`` names only when the run shares that model's
+    base model and data (:func:`reproduced_model`); otherwise it says that they do not apply. A model trained on
+    a smoke selection (tiny random-weight scorers), or from a model that was, says so at the top. ``load_id`` is
+    what the usage example loads (default ``model_name``): the full Hub id, or the local folder.
 
     >>> card = render_model_card(model_name="my-deita", base_model="mistralai/Mistral-7B-v0.1",
     ...     dataset_name="hkust-nlp/deita-6k-v0", method="SFT", hyperparameters={"learning_rate": 2e-5},
@@ -421,17 +472,24 @@ def render_model_card(
     from huggingface_hub import ModelCard, ModelCardData
 
     selection, selection_files = selection_description(dataset_name)
+    smoke = is_smoke_selection(dataset_name) or "smoke-test" in (_local_card_data(base_model).get("tags") or [])
+    reproduced = reproduced_model(reproduces, base_model, dataset_name)
+    extra = {"deita_reproduces": reproduced} if reproduced and not smoke else {}
     card_data = ModelCardData(
         base_model=base_model if _is_hub_id(base_model) else None,
         datasets=[dataset_name] if _is_hub_id(dataset_name) else None,
         library_name="transformers",
-        tags=["deita", "trl", method.lower(), "generated_from_trainer"],
+        tags=["deita", "trl", method.lower(), "generated_from_trainer"] + (["smoke-test"] if smoke else []),
         model_name=model_name,
+        **extra,
     )
+    paper = PAPER_RESULTS.get(reproduces) if reproduces else None
     return ModelCard.from_template(
         card_data,
         template_path=str(template_path),
         model_name=model_name,
+        load_id=load_id or model_name,
+        smoke_run=smoke,
         base_model=base_model,
         base_model_is_hub=_is_hub_id(base_model),
         dataset_name=dataset_name,
@@ -442,7 +500,8 @@ def render_model_card(
         hyperparameters=dict(hyperparameters),
         results=dict(results or {}),
         reproduces=reproduces,
-        paper_results=PAPER_RESULTS.get(reproduces) if reproduces else None,
+        paper_results=paper if reproduced and not smoke else None,
+        paper_recipe=paper,
         framework_versions=framework_versions(),
         citation=CITATION,
     )
@@ -459,6 +518,7 @@ def write_model_card(trainer, script_args, model_args, method: str, model_name: 
         params["dataset_revision"] = script_args.dataset_revision
     card = render_model_card(
         model_name=model_name or args.hub_model_id or Path(args.output_dir).name,
+        load_id=model_name or str(args.output_dir),
         base_model=model_args.model_name_or_path,
         dataset_name=script_args.dataset_name,
         method=method,

@@ -379,8 +379,9 @@ def test_finish_saves_then_writes_the_card_then_pushes_it(monkeypatch, tmp_path,
     pushed = ["create_repo", "upload"] if push_to_hub else []
     assert names == ["save_model", "save_state", *pushed, "wait_for_everyone", "end"]
     card = (tmp_path / "README.md").read_text()
-    repo_id = "me/deita-test" if push_to_hub else "deita-test"
-    assert f'AutoTokenizer.from_pretrained("{repo_id}")' in card
+    # The usage example loads what exists: the full Hub id after a push, else the output folder.
+    load_id = "me/deita-test" if push_to_hub else str(tmp_path)
+    assert f'AutoTokenizer.from_pretrained("{load_id}")' in card
     if push_to_hub:
         assert events[3][1] == card  # the card was written before the upload
     assert json.loads((tmp_path / "config.json").read_text())["use_cache"] is True
@@ -418,3 +419,51 @@ def test_sft_config_parses_the_reference_options():
     )  # fmt: skip
     assert training_args.dataset_train_fraction == 0.98
     assert training_args.drop_unanswered_last_turn and training_args.label_space_before_answer
+
+
+def test_card_quotes_the_paper_only_for_the_papers_base_model_and_data():
+    common = dict(method="SFT", hyperparameters={}, reproduces="hkust-nlp/deita-7b-v1.0-sft", model_name="m")
+    other_data = render_model_card(base_model="mistralai/Mistral-7B-v0.1", dataset_name="me/my-selection", **common)
+    other_base = render_model_card(base_model="Qwen/Qwen2.5-7B", dataset_name=DEITA_6K_DATASET_ID, **common)
+    for card in (other_data, other_base):
+        assert "Results reported in the paper" not in card.text and "7.22" not in card.text
+        assert "the paper's results for that model do not apply to this one" in card.text
+        assert "deita_reproduces" not in card.data.to_dict()
+    paper = render_model_card(base_model="mistralai/Mistral-7B-v0.1", dataset_name=DEITA_6K_DATASET_ID, **common)
+    assert "| 7.22 | 80.78 |" in paper.text and paper.data.deita_reproduces == "hkust-nlp/deita-7b-v1.0-sft"
+
+
+def test_dpo_from_a_local_sft_model_that_reproduces_the_papers_sft_quotes_the_paper(tmp_path):
+    sft = render_model_card(
+        model_name="me/sft", base_model="mistralai/Mistral-7B-v0.1", dataset_name=DEITA_6K_DATASET_ID,
+        method="SFT", hyperparameters={}, reproduces="hkust-nlp/deita-7b-v1.0-sft",
+    )  # fmt: skip
+    sft.save(tmp_path / "README.md")
+    dpo = render_model_card(
+        model_name="me/dpo", base_model=str(tmp_path), dataset_name="HuggingFaceH4/ultrafeedback_binarized",
+        method="DPO", hyperparameters={}, reproduces="hkust-nlp/deita-7B-v1.0",
+    )  # fmt: skip
+    assert "| 7.55 | 90.06 |" in dpo.text
+
+
+def test_a_model_trained_on_a_smoke_selection_says_so(tmp_path):
+    (tmp_path / "selected").mkdir()
+    summary = {"smoke_run": True, "outputs": {"dataset": "selected"}, "models": {}}
+    (tmp_path / "summary.json").write_text(json.dumps(summary))
+    for dataset_name in (str(tmp_path), str(tmp_path / "selected")):
+        card = render_model_card(
+            model_name="m", base_model="mistralai/Mistral-7B-v0.1", dataset_name=dataset_name, method="SFT",
+            hyperparameters={}, reproduces="hkust-nlp/deita-7b-v1.0-sft",
+        )  # fmt: skip
+        assert (
+            "> **Smoke run.** This model was trained on a selection made with tiny random-weight scorers" in card.text
+        )
+        assert "smoke-test" in card.data.tags and "7.22" not in card.text
+    # A model trained from it inherits the warning.
+    (tmp_path / "model").mkdir()
+    card.save(tmp_path / "model" / "README.md")
+    dpo = render_model_card(
+        model_name="d", base_model=str(tmp_path / "model"), dataset_name="HuggingFaceH4/ultrafeedback_binarized",
+        method="DPO", hyperparameters={},
+    )  # fmt: skip
+    assert "> **Smoke run.**" in dpo.text
