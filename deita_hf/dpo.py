@@ -17,6 +17,7 @@ import logging
 
 from trl import DPOConfig, DPOTrainer, ModelConfig, TrlParser, get_peft_config, get_quantization_config
 
+from .pipeline import resolve_model
 from .training import (
     ScriptArguments,
     finish,
@@ -70,7 +71,7 @@ def main(argv: list[str] | None = None) -> None:
     # Pushed once at the end, with the Deita model card (the Trainer would push its own card first).
     push_to_hub, training_args.push_to_hub = training_args.push_to_hub, False
     trainer = DPOTrainer(
-        model=model_args.model_name_or_path,
+        model=resolve_model(model_args.model_name_or_path),  # tiny-random:seed=N becomes its folder
         args=training_args,
         train_dataset=train_dataset,
         eval_dataset=eval_dataset,

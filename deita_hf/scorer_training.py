@@ -238,6 +238,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         )
     if model_args.use_peft:
         raise ValueError("use_peft is not supported: a scorer is saved as a full model that ComplexityScorer loads")
+    from .pipeline import resolve_model
+
+    model_args.model_name_or_path = resolve_model(model_args.model_name_or_path)  # tiny-random:seed=N: its folder
     data_name = script_args.dataset_name or script_args.scorer_data_dir
     if data_name is None:
         raise ValueError("set scorer_data_dir (the folder of make-scorer-data) or dataset_name")

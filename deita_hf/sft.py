@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import trl
 from trl import ModelConfig, SFTTrainer, TrlParser, get_peft_config, get_quantization_config
 
+from .pipeline import resolve_model
 from .training import (
     ScriptArguments,
     drop_unanswered_last_turn,
@@ -119,7 +120,7 @@ def main(argv: list[str] | None = None) -> None:
     # Pushed once at the end, with the Deita model card (the Trainer would push its own card first).
     push_to_hub, training_args.push_to_hub = training_args.push_to_hub, False
     trainer = SFTTrainer(
-        model=model_args.model_name_or_path,
+        model=resolve_model(model_args.model_name_or_path),  # tiny-random:seed=N becomes its folder
         args=training_args,
         train_dataset=train_dataset,
         eval_dataset=eval_dataset,

@@ -375,6 +375,8 @@ def is_smoke_selection(dataset_name: str) -> bool:
 def _local_card_data(model: str) -> dict[str, Any]:
     """The metadata of the model card beside a local model (a model trained here), else ``{}``."""
     card = Path(model).expanduser() / "README.md"
+    if not Path(model).expanduser().is_dir():
+        return {}
     if not card.is_file():
         return {}
     from huggingface_hub import ModelCard
@@ -472,7 +474,13 @@ def render_model_card(
     from huggingface_hub import ModelCard, ModelCardData
 
     selection, selection_files = selection_description(dataset_name)
-    smoke = is_smoke_selection(dataset_name) or "smoke-test" in (_local_card_data(base_model).get("tags") or [])
+    from .pipeline import is_smoke_model
+
+    smoke = (
+        is_smoke_selection(dataset_name)
+        or is_smoke_model(base_model)
+        or "smoke-test" in (_local_card_data(base_model).get("tags") or [])
+    )
     reproduced = reproduced_model(reproduces, base_model, dataset_name)
     extra = {"deita_reproduces": reproduced} if reproduced and not smoke else {}
     card_data = ModelCardData(
