@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 
 install:
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip "setuptools>=69"
+	$(BIN)/pip install --quiet --upgrade pip "setuptools>=77"
 	# The CPU build of torch first, so that no other requirement pulls a CUDA build.
 	$(BIN)/pip install --quiet -c constraints.txt torch
 	$(BIN)/pip install --quiet -c constraints.txt -e ".[dev]"

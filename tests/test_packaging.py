@@ -11,13 +11,13 @@ import pytest
 def test_the_wheel_ships_the_card_templates_and_the_smoke_sample(tmp_path):
     from conftest import REPO_ROOT
 
-    subprocess.run(
+    build = subprocess.run(
         [
             sys.executable,
             "-m",
             "pip",
             "wheel",
-            "--quiet",
+            "--verbose",
             "--no-deps",
             "--no-build-isolation",
             "-w",
@@ -31,4 +31,10 @@ def test_the_wheel_ships_the_card_templates_and_the_smoke_sample(tmp_path):
     names = set(zipfile.ZipFile(wheel).namelist())
     assert {"deita_hf/model_cards/model_card.md", "deita_hf/model_cards/dataset_card.md"} <= names
     assert "deita_hf/data/alpaca_eval_sample.jsonl" in names
+    assert "deita_hf/data/alpaca_eval_prefs_sample.jsonl" in names
+    assert any(name.endswith(".dist-info/licenses/LICENSE") for name in names)
+    # The packaging is declared the current way: setuptools has nothing to warn about.
+    log = build.stdout.decode() + build.stderr.decode()
+    for warning in ("BuildBackendWarning", "SetuptoolsDeprecationWarning", "deprecated", "absent from the `packages`"):
+        assert warning not in log
     assert "deita_hf/cli.py" in names
