@@ -162,6 +162,7 @@ class Embedder(LazyModel):
     """
 
     auto_model_class = "AutoModel"
+    loads_base_of_checkpoint = True  # a causal LM's lm_head is left out, as intended
     _process_local = LazyModel._process_local + ("_kind", "_encoder", "_limit")
 
     def __init__(

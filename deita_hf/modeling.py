@@ -164,6 +164,30 @@ def source_signature(name_or_path: str | None, revision: str | None = None) -> A
     return os.path.basename(os.path.dirname(cached)) if isinstance(cached, str) else None
 
 
+class _UnusedHeadFilter(logging.Filter):
+    """Drops transformers' load report when its only finding is checkpoint weights that the model does not use
+    (the ``lm_head`` of a causal-LM checkpoint loaded as its base model): expected, not a problem. A report of
+    missing, mismatched or unconverted weights still shows."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "LOAD REPORT" not in message:
+            return True
+        return not ("UNEXPECTED" in message and not any(s in message for s in ("MISSING", "MISMATCH", "CONVERSION")))
+
+
+@contextlib.contextmanager
+def _quiet_unused_head(active: bool) -> Iterator[None]:
+    logger_ = logging.getLogger("transformers.modeling_utils")
+    log_filter = _UnusedHeadFilter()
+    if active:
+        logger_.addFilter(log_filter)
+    try:
+        yield
+    finally:
+        logger_.removeFilter(log_filter)
+
+
 class LazyModel:
     """Base class of the ``Dataset.map`` callables that run a model.
 
@@ -178,6 +202,8 @@ class LazyModel:
 
     # Subclasses load with this ``transformers`` auto class.
     auto_model_class: str = "AutoModel"
+    # Whether a checkpoint may hold weights the loaded model does not use (a base model from a causal LM's checkpoint).
+    loads_base_of_checkpoint: bool = False
     # Attributes that live only in the process that made them (weights, counters).
     _process_local = ("_model", "_tokenizer", "_device", "_source", "stats")
 
@@ -244,7 +270,10 @@ class LazyModel:
             logger.info("loading %s (revision %s) as %s on %s", self.model_name_or_path, self.revision, dtype, device)
             import transformers
 
-            with model_source(self.model_name_or_path, self.revision) as self._source:
+            with (
+                model_source(self.model_name_or_path, self.revision) as self._source,
+                _quiet_unused_head(self.loads_base_of_checkpoint),
+            ):
                 model = getattr(transformers, self.auto_model_class).from_pretrained(
                     self._source,
                     revision=self.revision,

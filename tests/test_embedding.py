@@ -247,3 +247,28 @@ def test_sentence_embeddings_of_paraphrases_are_closer_than_of_unrelated_texts(m
     )
     cos = lambda x, y: float(x @ y / np.linalg.norm(x) / np.linalg.norm(y))  # noqa: E731
     assert cos(a, b) > 0.6 > cos(a, c)
+
+
+def test_loading_from_a_causal_lm_checkpoint_prints_no_load_report_for_its_unused_head(tmp_path, capfd):
+    from deita_hf.tiny import save_tiny_scorer
+
+    folder = save_tiny_scorer(tmp_path / "causal-lm")
+    capfd.readouterr()
+    embedder = Embedder(str(folder), progress=False)
+    embedder.load()
+    assert embedder.resolved_kind == "causal_lm"
+    assert "LOAD REPORT" not in capfd.readouterr().err
+
+
+def test_a_load_report_of_missing_weights_still_shows():
+    import logging
+
+    from deita_hf.modeling import _UnusedHeadFilter
+
+    def record(message):
+        return logging.LogRecord("transformers.modeling_utils", logging.WARNING, "", 0, message, None, None)
+
+    keep = _UnusedHeadFilter().filter
+    assert not keep(record("LlamaModel LOAD REPORT from: x\nlm_head.weight | UNEXPECTED"))
+    assert keep(record("LlamaModel LOAD REPORT from: x\nlm_head.weight | UNEXPECTED\nnorm.weight | MISSING"))
+    assert keep(record("something else"))
