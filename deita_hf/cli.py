@@ -66,19 +66,45 @@ def _usage() -> str:
     return "\n".join(lines)
 
 
-def _setup_logging() -> None:
+class _TqdmHandler(logging.StreamHandler):
+    """Writes log lines with ``tqdm.write``, above the progress bar instead of through it."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        from tqdm.auto import tqdm
+
+        try:
+            tqdm.write(self.format(record), file=sys.stderr)
+        except Exception:
+            self.handleError(record)
+
+
+def _setup_logging(verbose: bool = False) -> None:
+    """deita-hf's console: one progress bar per step, warnings and the summary; with ``verbose``, every log line
+    and the libraries' own progress bars (loading and saving weights) too."""
+    import transformers
+
     rank = int(os.environ.get("RANK", "0"))
-    handler = logging.StreamHandler()
+    for handler in list(logger.handlers):
+        logger.removeHandler(handler)
+    handler = _TqdmHandler()
     handler.setFormatter(
         logging.Formatter("[deita-hf] %(message)s" if rank == 0 else f"[deita-hf {rank}] %(message)s")
     )
     logger.addHandler(handler)
     logger.setLevel(logging.INFO if rank == 0 else logging.WARNING)
     logger.propagate = False
-    # The scorers and the embedder report shortened or truncated texts once per shard; the run's summary counts
-    # them all instead.
-    logging.getLogger("deita_hf.scoring").setLevel(logging.ERROR)
-    logging.getLogger("deita_hf.embedding").setLevel(logging.WARNING)
+    # Details: which model loads where, texts truncated per shard (the run's summary counts them all).
+    detail = logging.INFO if verbose else logging.WARNING
+    for name in ("deita_hf.modeling", "deita_hf.embedding"):
+        logging.getLogger(name).setLevel(detail)
+    # The scorers report shortened prompts once per shard; the summary counts them all.
+    logging.getLogger("deita_hf.scoring").setLevel(logging.INFO if verbose else logging.ERROR)
+    if verbose:
+        transformers.utils.logging.enable_progress_bar()
+        transformers.utils.logging.set_verbosity_warning()
+    else:
+        transformers.utils.logging.disable_progress_bar()
+        transformers.utils.logging.set_verbosity_error()
 
 
 def _report(argv: list[str]) -> int:
@@ -144,7 +170,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if command in DISPATCHED:
             return importlib.import_module(DISPATCHED[command]).main(rest) or 0
-        _setup_logging()
+        if command in ("report", "released", "eval"):
+            _setup_logging()
         if command == "report":
             return _report(rest)
         if command == "eval":
@@ -158,6 +185,7 @@ def main(argv: list[str] | None = None) -> int:
         groups = parse_recipe(
             rest, COMMAND_ARGUMENTS[command], prog=f"deita-hf {command}", description=DESCRIPTIONS[command]
         )
+        _setup_logging(verbose=any(getattr(group, "verbose", False) for group in groups))
         run_command(command, *groups, command_line=shlex.join(["deita-hf", *argv]))
     except (PipelineError, RowError, ModelSourceError, FileNotFoundError, PermissionError, ValueError) as error:
         if os.environ.get("DEITA_HF_TRACEBACK"):

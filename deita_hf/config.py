@@ -217,6 +217,8 @@ class RuntimeArguments:
         device: run the models here (e.g. ``cuda:0``, ``cpu``); default: one GPU per local process, else CPU.
         trust_remote_code: allow code from model repositories (default ``False``).
         ddp_timeout: seconds a process waits for the others at a barrier (default 6 hours).
+        verbose: show every log line (model loading, shortened prompts, ...) and the libraries' own progress bars
+            (default ``False``: one progress bar per step, warnings and the summary).
     """
 
     _argument_group_name = "runtime"
@@ -224,6 +226,7 @@ class RuntimeArguments:
     device: str | None = _help("Run the models here (default: GPU of the local rank, else CPU).", None)
     trust_remote_code: bool = _help("Allow code from model repositories.", False)
     ddp_timeout: int = _help("Seconds a process waits for the others at a barrier.", 21600)
+    verbose: bool = _help("Show every log line and the libraries' own progress bars (loading, saving).", False)
 
 
 @dataclass

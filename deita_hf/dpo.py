@@ -33,7 +33,8 @@ logger = logging.getLogger(__name__)
 
 
 def make_parser() -> TrlParser:
-    return TrlParser((ScriptArguments, DPOConfig, ModelConfig))
+    # The same script runs as `deita-hf dpo` and as `accelerate launch -m deita_hf.dpo`.
+    return TrlParser((ScriptArguments, DPOConfig, ModelConfig), prog="deita-hf dpo")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -33,7 +33,7 @@ import yaml
 
 from . import __version__
 from .constants import CITATION, card_template
-from .report import model_revision
+from .report import budget_shortfall, model_revision
 
 logger = logging.getLogger(__name__)
 
@@ -166,6 +166,7 @@ def selection_card(
         counts=counts,
         count_rows=count_rows,
         report_dir=report_dir,
+        shortfall=budget_shortfall(summary),
         has_embedding=bool(recipe.get("export_embeddings")),
         command_line=summary.get("command_line") or f"deita-hf {summary['command']} --config recipe.yaml",
         recipe=recipe_text.strip(),

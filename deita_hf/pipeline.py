@@ -747,9 +747,9 @@ def _compare_strategies(
 def _check_arguments(command: str, groups: dict[type, Any]) -> None:
     data = groups[DataArguments]
     if not data.dataset_name:
-        raise PipelineError(f"deita-hf {command}: set the input with --dataset_name (or dataset_name: in the recipe)")
+        raise PipelineError("set the input with --dataset_name (or dataset_name: in the recipe)")
     if not data.output_dir:
-        raise PipelineError(f"deita-hf {command}: set the output folder with --output_dir")
+        raise PipelineError("set the output folder with --output_dir")
     if data.shard_size < 1:
         raise PipelineError(f"--shard_size must be at least 1, got {data.shard_size}")
     if data.max_rows is not None and data.max_rows < 1:
@@ -767,9 +767,10 @@ def _check_arguments(command: str, groups: dict[type, Any]) -> None:
     selection = groups.get(SelectionArguments)
     if selection is not None:
         if selection.budget is None or selection.budget < 1:
-            raise PipelineError(f"deita-hf {command}: set how many rows to select with --budget (at least 1)")
-        if not -1.0 <= selection.threshold <= 1.0:
-            raise PipelineError(f"--threshold is a cosine similarity in [-1, 1], got {selection.threshold}")
+            raise PipelineError("set how many rows to select with --budget (at least 1)")
+        from .selection import check_threshold
+
+        check_threshold(selection.threshold, "--threshold")
 
 
 def run_command(
@@ -874,11 +875,15 @@ def _run(
         summary["outputs"] = {"dataset": POOL_DIR, "export": f"{POOL_DIR}.{data.export_format}"}
     else:
         from .hub import selection_card
-        from .report import write_report
+        from .report import budget_shortfall, write_report
 
         selected, table, counts = select_pool(pool, selection, runtime, row_format)
         strategies = counts.pop("strategies", None)
         summary["counts"].update(counts)
+        shortfall = budget_shortfall(summary)
+        if shortfall:
+            logger.warning(shortfall)
+            summary["warnings"] = [shortfall]
         summary["outputs"] = {
             "dataset": SELECTED_DIR,
             "export": f"{SELECTED_DIR}.{data.export_format}",
@@ -1025,6 +1030,8 @@ def format_summary(
             f"  selected   {counts['selected']} of budget {selection['budget']} (threshold {selection['threshold']}): "
             f"{counts['examined']} examined, {counts['rejected_too_similar']} rejected as too similar"
         )
+    for warning in summary.get("warnings", []):
+        lines.append(f"  WARNING    {warning}")
     outputs = summary.get("outputs", {})
     shown = [str(output_dir / outputs[key]) for key in ("dataset", "export", "report") if key in outputs]
     lines.append("  outputs    " + "\n             ".join(shown))

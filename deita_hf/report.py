@@ -6,7 +6,7 @@ prompts), the models, and four plots:
 - ``scores.png``: complexity, quality and deita_score in the pool and in the selection;
 - ``similarity.png``: the nearest-selected similarity of each selected row, with the threshold;
 - ``score_rank.png``: deita_score against rank in the pool, the selected rows marked;
-- ``turns.png``: turns per conversation in the pool and in the selection.
+- ``turns.png``: turns per conversation in the pool and in the selection (only for a pool with multi-turn rows).
 
 Its data is ``report/pool_scores.parquet`` (one row per pool row: scores, ``selection_rank``,
 ``nearest_selected_similarity``) and ``summary.json``, so ``deita-hf report OUTPUT_DIR`` makes it again.
@@ -35,7 +35,7 @@ from .selection import SIMILARITY_COLUMN
 REPORT_FILE = "report.md"
 TABLE_FILE = "pool_scores.parquet"
 STRATEGIES_FILE = "strategies.json"
-PLOTS = ("scores.png", "similarity.png", "score_rank.png", "turns.png")
+PLOTS = ("scores.png", "similarity.png", "score_rank.png", "turns.png")  # turns.png: multi-turn pools only
 SMOKE_NOTE = (
     "**Smoke run.** The scorers (or the embedder) are tiny models with random weights, built offline to test "
     "the pipeline: these scores and this selection mean nothing."
@@ -222,6 +222,24 @@ def _model_line(role: str, model: dict[str, Any]) -> str:
     return f"| {role} | `{model['model']}` | {model.get('origin', '')} | `{model_revision(model)}` |"
 
 
+def has_multi_turn_rows(table: dict[str, list[Any]]) -> bool:
+    """Whether some row of the pool has more than one scored turn (then ``turns.png`` is drawn)."""
+    return any(scores is not None and len(scores) > 1 for scores in table.get(COMPLEXITY_COLUMN, []))
+
+
+def budget_shortfall(summary: dict[str, Any]) -> str | None:
+    """The warning for a budget that the pool could not fill, or None when it was filled."""
+    counts, selection = summary.get("counts", {}), summary.get("selection", {})
+    if "selected" not in counts or counts["selected"] >= selection.get("budget", 0):
+        return None
+    return (
+        f"the pool ran out before the budget was filled: {counts['selected']:,} of {selection['budget']:,} rows "
+        f"selected; all {counts.get('examined', 0):,} rows with a score were examined and "
+        f"{counts.get('rejected_too_similar', 0):,} were too similar to a selected row (threshold "
+        f"{selection['threshold']}). A larger pool or a higher threshold gives more rows."
+    )
+
+
 def render_markdown(
     summary: dict[str, Any], table: dict[str, list[Any]], selected_mask: np.ndarray, sections: tuple[str, ...] = ()
 ) -> str:
@@ -253,6 +271,9 @@ def render_markdown(
             f"{selection['threshold']}.",
             "",
         ]
+    shortfall = budget_shortfall(summary)
+    if shortfall:
+        lines += [f"> **Warning**: {shortfall}", ""]
     lines += ["## Counts", "", "| | |", "|---|---|"]
     rows = [
         ("pool rows", counts.get("pool")),
@@ -296,11 +317,9 @@ def render_markdown(
         "",
         "![score against rank](score_rank.png)",
         "",
-        "## Turns",
-        "",
-        "![turns](turns.png)",
-        "",
     ]
+    if has_multi_turn_rows(table):
+        lines += ["## Turns", "", "![turns](turns.png)", ""]
     lines += list(sections)
     if summary.get("command_line"):
         lines += ["## Command", "", "```bash", summary["command_line"], "```", ""]
@@ -347,7 +366,10 @@ def _render(folder: Path, columns: dict[str, list[Any]], summary: dict[str, Any]
     if summary.get("selection", {}).get("strategy", "deita") != "deita":
         examined = 0  # a baseline rejects nothing: no row of the score order is marked as rejected
     plot_score_rank(scores, selected_mask, examined, folder / "score_rank.png", smoke)
-    plot_turns(columns, selected_mask, folder / "turns.png", smoke)
+    if has_multi_turn_rows(columns):
+        plot_turns(columns, selected_mask, folder / "turns.png", smoke)
+    else:  # one turn per row: nothing to compare
+        (folder / "turns.png").unlink(missing_ok=True)
     sections = ()
     if (folder / STRATEGIES_FILE).is_file():
         strategies = json.loads((folder / STRATEGIES_FILE).read_text())

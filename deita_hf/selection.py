@@ -346,15 +346,21 @@ def _unit_block(vectors: np.ndarray, rows: np.ndarray, name: str) -> np.ndarray:
 
 
 # -- the selection ---------------------------------------------------------------------------------------
-def _check_arguments(budget: Any, threshold: Any, block_size: Any) -> None:
-    if isinstance(budget, bool) or not isinstance(budget, (int, np.integer)) or budget < 1:
-        raise ValueError(f"budget must be a whole number of rows, at least 1, got {budget!r}")
+def check_threshold(threshold: Any, name: str = "threshold") -> None:
+    """The one check of a threshold, for :func:`deita_select` and the ``deita-hf`` command alike: a cosine
+    similarity, a number in [-1, 1] (above 1 nothing is ever too similar; below -1 everything is)."""
     if (
         isinstance(threshold, bool)
         or not isinstance(threshold, (int, float, np.floating, np.integer))
-        or not math.isfinite(threshold)
+        or not -1.0 <= threshold <= 1.0
     ):
-        raise ValueError(f"threshold must be a finite number (a cosine similarity, e.g. 0.9), got {threshold!r}")
+        raise ValueError(f"{name} is a cosine similarity, a number in [-1, 1] (e.g. 0.9), got {threshold!r}")
+
+
+def _check_arguments(budget: Any, threshold: Any, block_size: Any) -> None:
+    if isinstance(budget, bool) or not isinstance(budget, (int, np.integer)) or budget < 1:
+        raise ValueError(f"budget must be a whole number of rows, at least 1, got {budget!r}")
+    check_threshold(threshold)
     if isinstance(block_size, bool) or not isinstance(block_size, (int, np.integer)) or block_size < 1:
         raise ValueError(f"block_size must be a whole number, at least 1, got {block_size!r}")
 

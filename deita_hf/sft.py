@@ -74,7 +74,8 @@ class SFTConfig(trl.SFTConfig):
 
 
 def make_parser() -> TrlParser:
-    return TrlParser((ScriptArguments, SFTConfig, ModelConfig))
+    # The same script runs as `deita-hf sft` and as `accelerate launch -m deita_hf.sft`.
+    return TrlParser((ScriptArguments, SFTConfig, ModelConfig), prog="deita-hf sft")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -196,7 +196,10 @@ def test_a_folder_of_other_files_needs_overwrite(tmp_path, capsys):
 
 def test_select_without_a_budget_says_so(tmp_path, capsys):
     assert main(["select", "--dataset_name", "x.jsonl", "--output_dir", str(tmp_path / "out")]) == 1
-    assert "--budget" in capsys.readouterr().err
+    error = capsys.readouterr().err
+    # Said once, without the command's prefix twice.
+    assert error.startswith("deita-hf select: error: set how many rows to select with --budget")
+    assert error.count("deita-hf select") == 1
 
 
 def test_select_on_a_pool_without_embeddings_says_which_command_makes_them(tmp_path, capsys):
@@ -208,7 +211,9 @@ def test_select_on_a_pool_without_embeddings_says_which_command_makes_them(tmp_p
 
 def test_a_missing_output_folder_option_says_so(capsys):
     assert main(["score", "--dataset_name", "x.jsonl"]) == 1
-    assert "--output_dir" in capsys.readouterr().err
+    error = capsys.readouterr().err
+    assert error.startswith("deita-hf score: error: set the output folder with --output_dir")
+    assert error.count("deita-hf score") == 1
 
 
 def test_a_bad_choice_is_refused_by_the_parser(capsys):
@@ -238,3 +243,10 @@ def test_the_docs_list_every_option_with_its_default():
             default = field.default
             shown = "none" if default is None else str(default).lower() if isinstance(default, bool) else default
             assert f"| `{field.name}` | `{shown}` |" in text, field.name
+
+
+@pytest.mark.parametrize("command", ["sft", "dpo", "make-scorer-data", "train-scorer"])
+def test_training_commands_name_themselves_in_their_usage_line(command, capsys):
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    assert capsys.readouterr().out.startswith(f"usage: deita-hf {command} ")

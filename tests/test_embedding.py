@@ -252,11 +252,16 @@ def test_sentence_embeddings_of_paraphrases_are_closer_than_of_unrelated_texts(m
 def test_loading_from_a_causal_lm_checkpoint_prints_no_load_report_for_its_unused_head(tmp_path, capfd):
     from deita_hf.tiny import save_tiny_scorer
 
+    import transformers
+
     folder = save_tiny_scorer(tmp_path / "causal-lm")
+    verbosity = transformers.utils.logging.get_verbosity()
+    transformers.utils.logging.set_verbosity_warning()  # as a script's default, whatever ran before in this process
     capfd.readouterr()
     embedder = Embedder(str(folder), progress=False)
     embedder.load()
     assert embedder.resolved_kind == "causal_lm"
+    transformers.utils.logging.set_verbosity(verbosity)
     assert "LOAD REPORT" not in capfd.readouterr().err
 
 

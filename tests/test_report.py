@@ -122,3 +122,38 @@ def test_score_statistics_compare_pool_and_selection(selection_run):
     selected = load_folder(selection_run / "selected")["deita_score"]
     assert f"| mean | {np.mean(pool):.3f} | {np.mean(selected):.3f} |" in text
     assert f"| max | {max(pool):.3f} | {max(selected):.3f} |" in text
+
+
+def test_a_budget_the_pool_cannot_fill_is_a_warning_in_the_summary_report_and_card(tmp_path, capsys):
+    synthetic_pool().save_to_disk(str(tmp_path / "pool"))
+    out = tmp_path / "out"
+    assert (
+        main(["select", "--dataset_name", str(tmp_path / "pool"), "--output_dir", str(out), "--budget", "1000"]) == 0
+    )
+    summary = json.loads((out / "summary.json").read_text())
+    selected = summary["counts"]["selected"]
+    assert selected < 40
+    expected = f"the pool ran out before the budget was filled: {selected:,} of 1,000 rows selected"
+    assert summary["warnings"] and summary["warnings"][0].startswith(expected)
+    captured = capsys.readouterr()
+    assert f"  WARNING    {expected}" in captured.out
+    assert f"[deita-hf] {expected}" in captured.err
+    assert f"> **Warning**: {expected}" in (out / "report" / "report.md").read_text()
+    assert f"> **Warning**: {expected}" in (out / "selected" / "README.md").read_text()
+
+
+def test_a_filled_budget_has_no_warning(selection_run):
+    summary = json.loads((selection_run / "summary.json").read_text())
+    assert "warnings" not in summary and "Warning" not in (selection_run / "report" / "report.md").read_text()
+
+
+def test_turns_plot_only_for_a_pool_with_multi_turn_rows(tmp_path):
+    single = synthetic_pool()
+    single = single.map(lambda row: {"complexity_scores": row["complexity_scores"][:1],
+                                     "quality_scores": row["quality_scores"][:1]})  # fmt: skip
+    single.save_to_disk(str(tmp_path / "pool"))
+    out = tmp_path / "out"
+    assert main(["select", "--dataset_name", str(tmp_path / "pool"), "--output_dir", str(out), "--budget", "8"]) == 0
+    assert not (out / "report" / "turns.png").exists()
+    assert "turns.png" not in (out / "report" / "report.md").read_text()
+    assert (out / "report" / "scores.png").exists()

@@ -353,3 +353,19 @@ def test_minilm_on_alpaca_eval_selects_fewer_repeated_instructions_at_a_lower_th
         repeated[threshold] = sum(count > 1 for count in counts.values())
     assert repeated[0.9] > repeated[0.7]
     print(f"instructions selected more than once: {repeated}")
+
+
+@pytest.mark.parametrize("threshold", [1.5, -1.01, float("nan"), float("inf"), True, "0.9"])
+def test_a_threshold_outside_minus_one_to_one_is_refused_in_python_and_on_the_command_line(
+    threshold, tmp_path, capsys
+):
+    from deita_hf.cli import main
+
+    ds = pool([2.0, 1.0], np.array([[1.0, 0.0], [0.0, 1.0]]))
+    with pytest.raises(ValueError, match=r"threshold is a cosine similarity, a number in \[-1, 1\]"):
+        deita_select(ds, budget=1, threshold=threshold, progress=False)
+    if isinstance(threshold, float):
+        ds.save_to_disk(tmp_path / "pool")
+        argv = ["select", "--dataset_name", str(tmp_path / "pool"), "--output_dir", str(tmp_path / "out")]
+        assert main([*argv, "--budget", "1", "--threshold", str(threshold)]) == 1
+        assert "error: --threshold is a cosine similarity, a number in [-1, 1]" in capsys.readouterr().err
