@@ -250,9 +250,9 @@ def test_sentence_embeddings_of_paraphrases_are_closer_than_of_unrelated_texts(m
 
 
 def test_loading_from_a_causal_lm_checkpoint_prints_no_load_report_for_its_unused_head(tmp_path, capfd):
-    from deita_hf.tiny import save_tiny_scorer
-
     import transformers
+
+    from deita_hf.tiny import save_tiny_scorer
 
     folder = save_tiny_scorer(tmp_path / "causal-lm")
     verbosity = transformers.utils.logging.get_verbosity()
