@@ -75,15 +75,15 @@ RELEASED: dict[str, ReleasedArtifact] = {
         _model(
             COMPLEXITY_SCORER_ID,
             "scorer",
-            "LLaMA-1-13B complexity scorer: rates an instruction 1..6",
-            "13B",
+            "LLaMA-1 7B complexity scorer: rates an instruction 1..6",
+            "7B",
             "LLaMA license",
         ),
         _model(
             QUALITY_SCORER_ID,
             "scorer",
-            "LLaMA-1-13B quality scorer: rates a response to an instruction 1..6",
-            "13B",
+            "LLaMA-1 7B quality scorer: rates a response to an instruction 1..6",
+            "7B",
             "LLaMA license",
         ),
         *(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -72,11 +73,18 @@ def test_stock_trl_sft_cli_trains_on_the_smoke_selection(smoke_run, chat_model, 
     trl = shutil.which("trl", path=str(Path(sys.executable).parent)) or shutil.which("trl")
     if trl is None:
         pytest.skip("the trl command is not installed")
-    # The README's line, with the flags a CPU needs (TRL defaults to bf16 and gradient checkpointing).
-    command = [
-        trl, "sft", "--model_name_or_path", str(chat_model), "--dataset_name", str(smoke_run / "selected"),
-        "--output_dir", str(tmp_path / "sft"), "--max_steps", "2", "--per_device_train_batch_size", "2",
-        "--max_length", "128", "--bf16", "false", "--gradient_checkpointing", "false", "--use_cpu", "true",
+    # The README's line with a tiny local model, the CPU flags it gives (TRL defaults to bf16 and gradient
+    # checkpointing), and 2 steps.
+    (line,) = [line for line in (REPO_ROOT / "README.md").read_text().splitlines() if line.startswith("trl sft ")]
+    words = shlex.split(line)
+    replaced = {"--model_name_or_path": str(chat_model), "--output_dir": str(tmp_path / "sft")}
+    words = [replaced.get(words[i - 1], word) if i else trl for i, word in enumerate(words)]
+    assert words[words.index("--dataset_name") + 1] == "outputs/smoke/selected"
+    (tmp_path / "outputs").mkdir()
+    (tmp_path / "outputs" / "smoke").symlink_to(smoke_run)
+    command = words + [
+        "--bf16", "false", "--gradient_checkpointing", "false", "--use_cpu", "true",
+        "--max_steps", "2", "--per_device_train_batch_size", "2", "--max_length", "128",
         "--dtype", "float32", "--report_to", "none", "--save_strategy", "no", "--logging_steps", "1",
     ]  # fmt: skip
     result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
