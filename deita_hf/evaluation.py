@@ -1,6 +1,6 @@
 """``deita-hf eval``: the paper's benchmarks on a trained model, with the tools the field uses.
 
-    deita-hf eval --config recipes/deita-mistral-7b/eval.yaml --model_name_or_path data/deita-mistral-7b-sft
+    deita-hf eval --config recipes/deita-mistral-7b/eval.yaml --model_name_or_path outputs/deita-mistral-7b-sft
 
 Three benchmarks (``benchmarks``), each written under ``output_dir``:
 
@@ -170,7 +170,7 @@ def alpaca_eval_instructions(source: str, max_questions: int | None = None) -> l
 class ChatGenerator:
     """Answers conversations with a causal LM and its chat template, in left-padded batches.
 
-    >>> generator = ChatGenerator.load("data/deita-mistral-7b-sft", chat_template="vicuna")  # doctest: +SKIP
+    >>> generator = ChatGenerator.load("outputs/deita-mistral-7b-sft", chat_template="vicuna")  # doctest: +SKIP
     >>> generator.generate([[{"role": "user", "content": "Hi"}]], max_new_tokens=32)  # doctest: +SKIP
     ['Hello! How can I help you today?']
     """
