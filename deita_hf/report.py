@@ -232,9 +232,16 @@ def budget_shortfall(summary: dict[str, Any]) -> str | None:
     counts, selection = summary.get("counts", {}), summary.get("selection", {})
     if "selected" not in counts or counts["selected"] >= selection.get("budget", 0):
         return None
-    return (
+    message = (
         f"the pool ran out before the budget was filled: {counts['selected']:,} of {selection['budget']:,} rows "
-        f"selected; all {counts.get('examined', 0):,} rows with a score were examined and "
+        "selected"
+    )
+    if counts.get("left_out_without_score"):
+        message += f" ({counts['left_out_without_score']:,} rows without a score left out)"
+    if selection.get("strategy", "deita") != "deita":
+        return message + "; every row with a score was taken. A larger pool gives more rows."
+    return message + (
+        f"; all {counts.get('examined', 0):,} rows with a score were examined and "
         f"{counts.get('rejected_too_similar', 0):,} were too similar to a selected row (threshold "
         f"{selection['threshold']}). A larger pool or a higher threshold gives more rows."
     )
