@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from datasets import Dataset, load_from_disk
+from datasets import Dataset, load_dataset
 
 from deita_hf.cli import main
 from deita_hf.selection import SelectionInputError, deita_select
@@ -141,7 +141,7 @@ def test_select_strategy_from_the_command_line(pool_folder, tmp_path, capsys):
         "selected   3 of budget 3 by the 'quality' strategy (a baseline: no diversity filter)"
         in capsys.readouterr().out
     )
-    assert load_from_disk(str(out / "selected"))["id"] == ["r1", "r3", "r0"]
+    assert load_dataset(str(out / "selected"), split="train")["id"] == ["r1", "r3", "r0"]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["selection"] == {"budget": 3, "threshold": 0.9, "strategy": "quality", "seed": 42}
     assert summary["counts"]["rejected_too_similar"] == 0
@@ -176,7 +176,7 @@ def test_rows_without_a_score_are_left_out_for_every_strategy(tmp_path):
     out = tmp_path / "out"
     assert main(["select", "--dataset_name", str(tmp_path / "pool"), "--output_dir", str(out), "--budget", "3",
                  "--strategy", "score", "--compare", "true"]) == 0  # fmt: skip
-    assert load_from_disk(str(out / "selected"))["id"] == ["r1", "r4", "r0"]
+    assert load_dataset(str(out / "selected"), split="train")["id"] == ["r1", "r4", "r0"]
     strategies = json.loads((out / "report" / "strategies.json").read_text())
     # Pool row numbers, row 3 never among them: deita rejects 0 as a near-duplicate of 1.
     assert strategies["deita"]["rows"] == [1, 4, 2]
