@@ -134,7 +134,11 @@ class TurnScorer(LazyModel):
             if self._given_tokenizer is not None:  # a tokenizer object: its own vocab_file, nothing else
                 tokenizer, name = self._given_tokenizer, None
             else:
-                tokenizer, name = self.tokenizer, self.tokenizer_name_or_path or self.model_name_or_path
+                # self.tokenizer loads the model first: _source is then the folder a smoke name stands for.
+                tokenizer, name = (
+                    self.tokenizer,
+                    self.tokenizer_name_or_path or self._source or self.model_name_or_path,
+                )
             self._encoder = prompt_encoder(tokenizer, self.tokenization, name, self.revision)
         return self._encoder
 
