@@ -238,8 +238,14 @@ def load_input(
     elif _looks_like_path(dataset_name):
         raise PipelineError(f"no such file or folder: {dataset_name}")
     else:
+        from .modeling import ModelSourceError, model_source
+
         try:
-            dataset = datasets.load_dataset(dataset_name, dataset_config, split=dataset_split, revision=revision)
+            # An unreachable Hub fails here in seconds, naming the data set, not after datasets' retries.
+            with model_source(dataset_name, revision, repo_type="dataset"):
+                dataset = datasets.load_dataset(dataset_name, dataset_config, split=dataset_split, revision=revision)
+        except ModelSourceError:
+            raise
         except Exception as error:
             raise PipelineError(
                 f"cannot load {dataset_name!r} (config {dataset_config!r}, split {dataset_split!r}) from the Hub: "

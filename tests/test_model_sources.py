@@ -49,6 +49,8 @@ case("released_model", lambda: load_released_model("hkust-nlp/deita-7B-v1.0") an
 case("released_data", lambda: load_released_data("hkust-nlp/deita-6k-v0") and None)
 out = sys.argv[1]
 case("cli_run", lambda: main(["run", "--dataset_name", sys.argv[2], "--output_dir", out + "/run", "--budget", "2"]))
+case("cli_run_hub_data", lambda: main(["run", "--dataset_name", "AndrewZeng/deita_sota_pool", "--output_dir",
+                                       out + "/hub-data", "--budget", "2"]))
 case("cli_sft", lambda: main(["sft", "--model_name_or_path", "a/missing/folder", "--dataset_name", sys.argv[2],
                               "--output_dir", out + "/sft", "--use_cpu", "true", "--bf16", "false",
                               "--activation_checkpointing", "false"]))
@@ -107,6 +109,15 @@ def test_deita_hf_run_reports_an_unreachable_hub_without_a_traceback(unreachable
         "deita-hf run: error: cannot load the model 'hkust-nlp/deita-complexity-scorer': the Hugging Face Hub"
     )
     assert "Traceback" not in result["stderr"] and result["seconds"] < 5
+
+
+def test_a_hub_data_set_that_cannot_be_reached_is_named_fast(unreachable):
+    result = unreachable["cli_run_hub_data"]
+    assert result.get("returned") == 1, result
+    assert result["stderr"].startswith(
+        "deita-hf run: error: cannot load the data set 'AndrewZeng/deita_sota_pool': the Hugging Face Hub"
+    )
+    assert "HF_HUB_OFFLINE=1" in result["stderr"] and result["seconds"] < 5
 
 
 def test_a_missing_local_model_folder_is_no_such_folder(unreachable):
