@@ -53,7 +53,8 @@ def test_stock_load_dataset_reads_a_pushed_copy_of_the_selection(smoke_run, tmp_
     from deita_hf.hub import stage_selection
 
     staged = stage_selection(smoke_run, tmp_path / "repo", "me/deita-smoke")
-    pushed = load_dataset(str(staged), split="train")
+    # The pushed card has `configs`, under which datasets caches a local folder by its name only: rebuild.
+    pushed = load_dataset(str(staged), split="train", download_mode="force_redownload")
     assert pushed["id"] == load_dataset(str(smoke_run / "selected"), split="train")["id"]
 
 
