@@ -40,8 +40,8 @@ from .constants import (
     VICUNA_SYSTEM,
     VICUNA_USER,
 )
-from .formats import Message, RowError, detect_format, is_batched, iter_batch_rows, row_messages
-from .modeling import LazyModel, split_map_args
+from .formats import Message, RowError, detect_format, is_batched, iter_batch_rows, pair_turns, row_messages
+from .modeling import LazyModel, read_map_call
 from .tokenization import PromptEncoder, check_tokenization, model_file, prompt_encoder
 
 logger = logging.getLogger(__name__)
@@ -145,6 +145,9 @@ class Embedder(LazyModel):
         tokenization: how a causal LM's text becomes ids: ``"auto"`` (default: with the SentencePiece model
             when the tokenizer or the model has one, else with the tokenizer), ``"sentencepiece"`` (an error
             without one) or ``"tokenizer"``. See :mod:`deita_hf.tokenization`.
+        on_error: ``"raise"`` (default) on a row that cannot be read, or ``"nan"`` to record a NaN vector for
+            it and count it in ``stats["unreadable_rows"]``. A row is readable by the scorers' rule (SPEC
+            section 4): its texts are strings and it has a user turn.
         progress: show a progress bar over the texts.
         revision, dtype, device, trust_remote_code: see :class:`deita_hf.modeling.LazyModel` (bf16 on GPU,
             fp32 on CPU by default).
@@ -176,6 +179,7 @@ class Embedder(LazyModel):
         max_length: int = 2048,
         only_answer: bool = False,
         tokenization: str = "auto",
+        on_error: str = "raise",
         progress: bool = True,
         revision: str | None = None,
         dtype: str | torch.dtype | None = None,
@@ -191,8 +195,11 @@ class Embedder(LazyModel):
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         if max_length < 2:
             raise ValueError(f"max_length must be at least 2 tokens, got {max_length}")
+        if on_error not in ("raise", "nan"):
+            raise ValueError(f"on_error must be 'raise' or 'nan', got {on_error!r}")
         self.kind = kind
         self.tokenization = check_tokenization(tokenization)
+        self.on_error = on_error
         self.format = format
         self.batch_size = batch_size
         self.max_length = max_length
@@ -331,22 +338,35 @@ class Embedder(LazyModel):
         return self.embed_ids(self.encode(texts))
 
     # -- Dataset.map -------------------------------------------------------------------------------------------
-    def __call__(self, batch: Mapping[str, Any], *map_args: Any) -> dict[str, Any]:
-        indices, rank = split_map_args(map_args)
-        self.load(rank)
+    def __call__(
+        self,
+        batch: Mapping[str, Any],
+        *map_args: Any,
+        batched: bool | None = None,
+        indices: list[int] | int | None = None,
+        rank: int | None = None,
+    ) -> dict[str, Any]:
+        """Embeddings of a batch or one row; see :func:`deita_hf.modeling.read_map_call` for how a call is read."""
         format = self.format or detect_format(list(batch))
-        batched = is_batched(batch, format)
-        rows = list(iter_batch_rows(batch)) if batched else [dict(batch)]
-        if indices is None:
-            positions: list[int | None] = list(range(len(rows))) if batched else [None]
+        call = read_map_call(batch, map_args, batched, indices, rank, lambda: is_batched(batch, format))
+        self.load(call.rank)
+        rows = list(iter_batch_rows(batch)) if call.batched else [dict(batch)]
+        if call.indices is None:
+            positions: list[int | None] = list(range(len(rows))) if call.batched else [None]
         else:
-            positions = list(indices) if batched else [indices]
-        texts = []
+            positions = list(call.indices) if call.batched else [call.indices]
+        texts: list[str | None] = []
         for row, position in zip(rows, positions):
             try:
                 messages: list[Message] = row_messages(row, format, position)
+                pair_turns(messages, position)  # the scorers' rule: a conversation needs a user turn
             except RowError as error:
-                if indices is None and batched:
+                if self.on_error == "nan":
+                    logger.warning("%s; recording a NaN embedding", error)
+                    self.count("unreadable_rows")
+                    texts.append(None)
+                    continue
+                if call.indices is None and call.batched:
                     raise RowError(
                         position,
                         f"{error.problem} (position in this batch; pass with_indices=True "
@@ -354,8 +374,19 @@ class Embedder(LazyModel):
                     ) from None
                 raise
             texts.append(self.text(messages))
-        vectors = self.embed_texts(texts)
-        return {EMBEDDING_COLUMN: list(vectors) if batched else vectors[0]}
+        readable = [i for i, text in enumerate(texts) if text is not None]
+        vectors = self.embed_texts([texts[i] for i in readable])
+        if len(readable) < len(texts):
+            width = vectors.shape[1] if len(readable) else self.hidden_size
+            full = np.full((len(texts), width), np.nan, dtype=np.float32)
+            full[readable] = vectors
+            vectors = full
+        return {EMBEDDING_COLUMN: list(vectors) if call.batched else vectors[0]}
+
+    @property
+    def hidden_size(self) -> int:
+        """The length of an embedding."""
+        return int(self.model.config.hidden_size)
 
     def __repr__(self) -> str:
         return f"Embedder({self.name!r}, kind={self.kind!r})"

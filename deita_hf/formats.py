@@ -243,14 +243,30 @@ def iter_batch_rows(batch: Mapping[str, Sequence[Any]]) -> Iterator[dict[str, An
 
 
 def is_batched(batch: Mapping[str, Any], format: str | None) -> bool:
-    """Whether ``batch`` is a columnar batch (``Dataset.map(batched=True)``) or a single row."""
+    """Whether a plain dict passed directly to a scorer or embedder (not by ``Dataset.map``, which says how
+    it calls them) is a columnar batch or one row; raises when its values cannot tell (pass ``batched=``).
+
+    >>> is_batched({"messages": [[{"role": "user", "content": "q"}]]}, None)
+    True
+    """
     format = format or detect_format(list(batch))
     probe = {"messages": "messages", "sharegpt": "conversations", "alpaca": "instruction", "preference": "chosen"}
-    value = batch.get(probe.get(format, "prompt"))
+    column = probe.get(format, "prompt")
+    value = batch.get(column)
     if format in ("messages", "sharegpt") or (format in ("prompt_response", "preference") and _holds_lists(value)):
         # A batch holds a list of conversations; a row holds one conversation (a list of dicts).
-        return isinstance(value, (list, tuple)) and (len(value) == 0 or isinstance(value[0], (list, tuple)))
-    return isinstance(value, (list, tuple))
+        if not isinstance(value, (list, tuple)):
+            return False
+        first = value[0] if value else None
+        if isinstance(first, (list, tuple)):
+            return True
+        if isinstance(first, Mapping):
+            return False
+    else:  # a row's text is a string, a batch's a list
+        return isinstance(value, (list, tuple))
+    raise ValueError(
+        f"cannot tell whether {column!r}={value!r:.80} is a batch or one row: pass batched=True or batched=False"
+    )
 
 
 def _holds_lists(value: Any) -> bool:

@@ -13,7 +13,9 @@ import contextlib
 import importlib
 import logging
 import os
-from collections.abc import Iterator
+import sys
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -326,18 +328,77 @@ class LazyModel:
         self.stats[key] = self.stats.get(key, 0) + n
 
 
-def split_map_args(args: tuple[Any, ...]) -> tuple[list[int] | int | None, int | None]:
-    """Read the extra positional arguments that ``Dataset.map`` passes: ``indices`` with
-    ``with_indices=True`` and ``rank`` with ``with_rank=True``, in that order.
+@dataclass(frozen=True)
+class MapCall:
+    """How a ``Dataset.map`` callable was called: a batch of columns or one row, the dataset indices of its
+    rows (``with_indices=True``) and the process rank (``with_rank=True``)."""
 
-    With exactly one extra argument, a list is taken as the indices and an int or None as the rank
-    (``with_rank=True``); for ``batched=False`` with both, pass both flags.
+    batched: bool
+    indices: list[int] | int | None = None
+    rank: int | None = None
+
+
+# How many frames above the callable to look for the map call that runs it (datasets calls it 3 to 4 deep).
+_MAP_FRAME_DEPTH = 8
+
+
+def _map_flags() -> tuple[bool, bool, bool] | None:
+    """``(batched, with_indices, with_rank)`` of the ``Dataset.map`` or ``IterableDataset.map`` call that is
+    running the callable, read from that call itself; None when the callable was called directly."""
+    from datasets import Dataset
+    from datasets.iterable_dataset import MappedExamplesIterable
+
+    map_single = Dataset._map_single.__code__
+    frame = sys._getframe(2)
+    for _ in range(_MAP_FRAME_DEPTH):
+        if frame is None:
+            return None
+        if frame.f_code is map_single:
+            local = frame.f_locals
+            return bool(local["batched"]), bool(local["with_indices"]), bool(local["with_rank"])
+        owner = frame.f_locals.get("self")
+        if isinstance(owner, MappedExamplesIterable):  # IterableDataset.map has no with_rank
+            return bool(owner.batched), bool(owner.with_indices), False
+        frame = frame.f_back
+    return None
+
+
+def read_map_call(
+    batch: Mapping[str, Any],
+    map_args: tuple[Any, ...],
+    batched: bool | None,
+    indices: list[int] | int | None,
+    rank: int | None,
+    looks_batched: Callable[[], bool],
+) -> MapCall:
+    """How the callable was called, from the ``Dataset.map`` call that runs it, never from the values.
+
+    - Called by ``Dataset.map`` / ``IterableDataset.map``: ``batched``, ``with_indices`` and ``with_rank`` are
+      those of the map call, and the extra positional arguments are read in map's order (indices, rank).
+    - Called directly: ``batched``, ``indices`` and ``rank`` may be passed by keyword; extra positional
+      arguments are read as map passes them (indices, then rank). Without ``batched=``, ``looks_batched``
+      decides (a batch holds one list of values per column), and refuses when the values cannot tell.
     """
-    if len(args) == 0:
-        return None, None
-    if len(args) == 1:
-        (value,) = args
-        return (value, None) if isinstance(value, (list, tuple)) else (None, value)
-    if len(args) == 2:
-        return args[0], args[1]
-    raise TypeError(f"expected at most (indices, rank) after the batch, got {len(args)} extra arguments")
+    flags = _map_flags()
+    if flags is not None:
+        map_batched, with_indices, with_rank = flags
+        expected = int(with_indices) + int(with_rank)
+        if len(map_args) != expected:
+            raise TypeError(f"Dataset.map passed {len(map_args)} extra argument(s), expected {expected}")
+        extra = list(map_args)
+        return MapCall(
+            map_batched, extra.pop(0) if with_indices else None, extra.pop(0) if with_rank else None
+        )
+    if len(map_args) > 2:
+        raise TypeError(f"expected at most (indices, rank) after the batch, got {len(map_args)} extra arguments")
+    if map_args:
+        indices = map_args[0]
+    if len(map_args) == 2:
+        rank = map_args[1]
+    if batched is None:
+        batched = looks_batched()
+    if indices is not None and batched != isinstance(indices, (list, tuple, range)):
+        raise TypeError(
+            f"indices must be {'a list of ints for a batch' if batched else 'an int for one row'}, got {indices!r}"
+        )
+    return MapCall(batched, list(indices) if batched and indices is not None else indices, rank)

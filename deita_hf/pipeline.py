@@ -463,7 +463,7 @@ def compute_shards(
         start, stop = bounds[k]
         batch = dataset[start:stop]
         before = dict(getattr(function, "stats", {}))
-        columns = function(batch, list(range(start, stop)))
+        columns = function(batch, batched=True, indices=list(range(start, stop)))
         after = dict(getattr(function, "stats", {}))
         stats = {key: after[key] - before.get(key, 0) for key in after if after[key] != before.get(key, 0)}
         _write_shard(folder, k, {name: columns[name] for name in step.columns}, rows_hash(batch), stats)
@@ -606,9 +606,13 @@ def scoring_step(scoring: ScoringArguments, data: DataArguments, runtime: Runtim
 
 
 def embedding_step(
-    embedding: EmbeddingArguments, data: DataArguments, runtime: RuntimeArguments, info: ProcessInfo
+    embedding: EmbeddingArguments,
+    data: DataArguments,
+    runtime: RuntimeArguments,
+    info: ProcessInfo,
+    on_error: str = "raise",
 ) -> Step:
-    """The ``embedding`` column with :class:`deita_hf.Embedder`."""
+    """The ``embedding`` column with :class:`deita_hf.Embedder` (``on_error`` as the scorers' in ``run``)."""
     from .tokenization import resolve_tokenization
 
     commit = resolve_commit(embedding.embedding_model, embedding.embedding_revision)
@@ -627,6 +631,7 @@ def embedding_step(
         "only_answer": embedding.only_answer,
         "tokenization": tokenization,
         "format": data.dataset_format,
+        "on_error": on_error,
     }
 
     def make() -> Any:
@@ -640,6 +645,7 @@ def embedding_step(
             max_length=embedding.embedding_max_length,
             only_answer=embedding.only_answer,
             tokenization=tokenization,
+            on_error=on_error,
             progress=False,
             revision=settings["embedding_revision"],
             dtype=embedding.embedding_dtype,
@@ -847,7 +853,9 @@ def _run(
     if scoring is not None:
         steps.append(scoring_step(scoring, data, runtime, info))
     if embedding is not None:
-        steps.append(embedding_step(embedding, data, runtime, info))
+        steps.append(
+            embedding_step(embedding, data, runtime, info, scoring.on_error if scoring is not None else "raise")
+        )
     replaced = [column for step in steps for column in step.columns if column in dataset.column_names]
     if replaced:
         logger.warning("the input already has the column(s) %s: this run replaces them", replaced)

@@ -34,7 +34,7 @@ from .constants import (
     SCORE_DIGITS,
 )
 from .formats import RowError, Turn, detect_format, is_batched, iter_batch_rows, row_turns
-from .modeling import LazyModel, split_map_args
+from .modeling import LazyModel, MapCall, read_map_call
 from .tokenization import PromptEncoder, check_tokenization, prompt_encoder
 
 logger = logging.getLogger(__name__)
@@ -309,10 +309,18 @@ class TurnScorer(LazyModel):
         return scores
 
     # -- Dataset.map -----------------------------------------------------------------------------------------
-    def __call__(self, batch: Mapping[str, Any], *map_args: Any) -> dict[str, Any]:
-        indices, rank = split_map_args(map_args)
-        self.load(rank)
-        scores, _ = _score_rows(batch, indices, self.format, self.on_error, [self], self.count)
+    def __call__(
+        self,
+        batch: Mapping[str, Any],
+        *map_args: Any,
+        batched: bool | None = None,
+        indices: list[int] | int | None = None,
+        rank: int | None = None,
+    ) -> dict[str, Any]:
+        """Scores of a batch or one row; see :func:`deita_hf.modeling.read_map_call` for how a call is read."""
+        call = _read_call(batch, map_args, batched, indices, rank, self.format)
+        self.load(call.rank)
+        scores = _score_rows(batch, call, self.format, self.on_error, [self], self.count)
         return {self.column: scores[0]}
 
     def __repr__(self) -> str:
@@ -367,29 +375,40 @@ class QualityScorer(TurnScorer):
     default_model = QUALITY_SCORER_ID
 
 
+def _read_call(
+    batch: Mapping[str, Any],
+    map_args: tuple[Any, ...],
+    batched: bool | None,
+    indices: Any,
+    rank: int | None,
+    format: str | None,
+) -> MapCall:
+    return read_map_call(batch, map_args, batched, indices, rank, lambda: is_batched(batch, format))
+
+
 def _score_rows(
     batch: Mapping[str, Any],
-    indices: Any,
+    call: MapCall,
     format: str | None,
     on_error: str,
     scorers: Sequence[TurnScorer],
     count: Any,
-) -> tuple[list[Any], bool]:
+) -> list[Any]:
     """Per scorer, the per-turn scores of each row of a batch (or of a single row)."""
     format = format or detect_format(list(batch))
-    batched = is_batched(batch, format)
+    batched = call.batched
     rows = list(iter_batch_rows(batch)) if batched else [dict(batch)]
-    if indices is None:
+    if call.indices is None:
         positions: list[int | None] = list(range(len(rows))) if batched else [None]
     else:
-        positions = list(indices) if batched else [indices]
+        positions = list(call.indices) if batched else [call.indices]
     turns_per_row: list[list[Turn] | None] = []
     for row, position in zip(rows, positions):
         try:
             turns_per_row.append(row_turns(row, format, position))
         except RowError as error:
             if on_error == "raise":
-                if indices is None and batched:
+                if call.indices is None and batched:
                     raise RowError(
                         position,
                         f"{error.problem} (position in this batch; pass with_indices=True "
@@ -405,7 +424,7 @@ def _score_rows(
         flat_scores = iter(scorer.score_turns(flat) if flat else [])
         per_row = [[next(flat_scores) for _ in turns] if turns else [math.nan] for turns in turns_per_row]
         results.append(per_row if batched else per_row[0])
-    return results, batched
+    return results
 
 
 class DeitaScorer:
@@ -453,14 +472,22 @@ class DeitaScorer:
         }
         return out
 
-    def __call__(self, batch: Mapping[str, Any], *map_args: Any) -> dict[str, Any]:
-        indices, rank = split_map_args(map_args)
-        self.complexity.load(rank)
-        self.quality.load(rank)
-        (complexity, quality), batched = _score_rows(
-            batch, indices, self.format, self.on_error, [self.complexity, self.quality], self.complexity.count
+    def __call__(
+        self,
+        batch: Mapping[str, Any],
+        *map_args: Any,
+        batched: bool | None = None,
+        indices: list[int] | int | None = None,
+        rank: int | None = None,
+    ) -> dict[str, Any]:
+        """Scores of a batch or one row; see :func:`deita_hf.modeling.read_map_call` for how a call is read."""
+        call = _read_call(batch, map_args, batched, indices, rank, self.format)
+        self.complexity.load(call.rank)
+        self.quality.load(call.rank)
+        complexity, quality = _score_rows(
+            batch, call, self.format, self.on_error, [self.complexity, self.quality], self.complexity.count
         )
-        if batched:
+        if call.batched:
             total = [sum(c * q for c, q in zip(cs, qs)) for cs, qs in zip(complexity, quality)]
         else:
             total = sum(c * q for c, q in zip(complexity, quality))

@@ -277,3 +277,15 @@ def test_a_load_report_of_missing_weights_still_shows():
     assert not keep(record("LlamaModel LOAD REPORT from: x\nlm_head.weight | UNEXPECTED"))
     assert keep(record("LlamaModel LOAD REPORT from: x\nlm_head.weight | UNEXPECTED\nnorm.weight | MISSING"))
     assert keep(record("something else"))
+
+
+def test_a_row_without_a_user_turn_is_unreadable_as_for_the_scorers(tiny_llama, byte_tokenizer):
+    system_only = [{"role": "system", "content": "Only a system text."}]
+    ds = Dataset.from_dict({"messages": [CONVERSATION, system_only]})
+    with pytest.raises(RowError, match="row 1: the conversation has no user turn"):
+        ds.map(Embedder(tiny_llama, byte_tokenizer, progress=False), batched=True, with_indices=True)
+    embedder = Embedder(tiny_llama, byte_tokenizer, progress=False, on_error="nan")
+    out = ds.map(embedder, batched=True)
+    vectors = np.array(out["embedding"])
+    assert np.isfinite(vectors[0]).all() and np.isnan(vectors[1]).all()
+    assert embedder.stats == {"unreadable_rows": 1}

@@ -376,7 +376,7 @@ def test_num_proc_2_with_rank_equals_one_process(tmp_path):
 
 def test_with_rank_on_cpu_runs_on_the_cpu(tiny_llama, byte_tokenizer):
     scorer = make(ComplexityScorer, tiny_llama, byte_tokenizer)
-    scorer({"prompt": ["a"], "response": ["b"]}, 1)
+    scorer({"prompt": ["a"], "response": ["b"]}, rank=1)
     assert scorer._device == torch.device("cpu")
 
 
@@ -427,3 +427,74 @@ def test_trl_conversational_and_preference_datasets_score_like_their_messages(ti
     assert list(prompt_completion.map(scorer, batched=True)["deita_score"]) == expected
     assert list(preference.map(scorer, batched=True)["deita_score"]) == expected
     assert list(preference.map(scorer)["deita_score"]) == expected
+
+
+# -- how Dataset.map calls a scorer: read from the map call, never guessed from the values -------------------------
+GOOD = {"messages": TWO_TURNS["messages"]}
+
+
+def deita(tiny_llama, byte_tokenizer, **kwargs):
+    return DeitaScorer(
+        tiny_llama, tiny_llama, complexity_tokenizer=byte_tokenizer, quality_tokenizer=byte_tokenizer, **kwargs
+    )
+
+
+@pytest.mark.parametrize("column, empty", [("messages", []), ("conversations", [])])
+def test_an_empty_conversation_mapped_unbatched_is_an_error_naming_the_row(tiny_llama, byte_tokenizer, column, empty):
+    good = GOOD if column == "messages" else {"conversations": [{"from": "human", "value": "q"}]}
+    ds = Dataset.from_list([good, {column: empty}])
+    with pytest.raises(RowError, match="row 1: the conversation has no user turn"):
+        ds.map(deita(tiny_llama, byte_tokenizer), with_indices=True)
+    scorer = deita(tiny_llama, byte_tokenizer, on_error="nan")
+    out = ds.map(scorer)
+    assert math.isfinite(out["deita_score"][0]) and math.isnan(out["deita_score"][1])
+    alone = scorer.complexity(good, batched=False)["complexity_scores"]
+    assert out["complexity_scores"][0] == pytest.approx(alone, abs=1e-5)
+    assert scorer.stats == {"unreadable_rows": 1}
+
+
+def test_a_batch_whose_first_row_is_none_is_a_batch(tiny_llama, byte_tokenizer):
+    ds = Dataset.from_dict({"messages": [None, GOOD["messages"], None]})
+    with pytest.raises(RowError, match="row 0: column 'messages' must be a list of messages, got NoneType"):
+        ds.map(deita(tiny_llama, byte_tokenizer), batched=True, with_indices=True)
+    scorer = deita(tiny_llama, byte_tokenizer, on_error="nan")
+    out = ds.map(scorer, batched=True)
+    assert [math.isnan(score) for score in out["deita_score"]] == [True, False, True]
+    assert scorer.stats == {"unreadable_rows": 2}
+
+
+def test_unbatched_with_indices_names_the_dataset_row(tiny_llama, byte_tokenizer):
+    ds = Dataset.from_dict({"prompt": ["a", "b", None], "response": ["x", "y", "z"]})
+    scorer = make(ComplexityScorer, tiny_llama, byte_tokenizer)
+    with pytest.raises(RowError, match="row 2: prompt must be a string, got NoneType"):
+        ds.map(scorer, with_indices=True)
+    assert scorer._device == torch.device("cpu")
+
+
+@pytest.mark.parametrize(
+    "flags",
+    [{}, {"batched": True}, {"with_indices": True}, {"with_rank": True}, {"with_indices": True, "with_rank": True},
+     {"batched": True, "with_indices": True, "with_rank": True}],
+)
+def test_every_map_calling_convention_gives_the_same_scores(tiny_llama, byte_tokenizer, flags):
+    ds = Dataset.from_dict(ALPACA_BATCH)
+    scorer = make(ComplexityScorer, tiny_llama, byte_tokenizer)
+    expected = scorer(ALPACA_BATCH, batched=True)["complexity_scores"]
+    out = ds.map(scorer, batch_size=2, load_from_cache_file=False, **flags)["complexity_scores"]
+    for a, b in zip(out, expected):
+        assert a == pytest.approx(b, abs=1e-5)
+
+
+def test_iterable_dataset_map_unbatched_reads_one_row(tiny_llama, byte_tokenizer):
+    ds = Dataset.from_list([GOOD, {"messages": []}]).to_iterable_dataset()
+    scorer = deita(tiny_llama, byte_tokenizer, on_error="nan")
+    scores = [row["deita_score"] for row in ds.map(scorer)]
+    assert math.isfinite(scores[0]) and math.isnan(scores[1])
+
+
+def test_a_direct_call_that_cannot_tell_a_batch_from_a_row_asks_for_batched(tiny_llama, byte_tokenizer):
+    scorer = make(ComplexityScorer, tiny_llama, byte_tokenizer)
+    with pytest.raises(ValueError, match="pass batched=True or batched=False"):
+        scorer({"messages": []})
+    with pytest.raises(RowError, match="the conversation has no user turn"):
+        scorer({"messages": []}, batched=False)
