@@ -19,6 +19,8 @@ import os
 from argparse import ArgumentDefaultsHelpFormatter
 from dataclasses import dataclass, field
 from pathlib import Path
+import types
+import typing
 from typing import Any, Literal
 
 import yaml
@@ -400,7 +402,67 @@ def parse_recipe(
     if unknown:
         parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     values = vars(namespace)
-    return tuple(group(**{f.name: values[f.name] for f in dataclasses.fields(group)}) for group in groups)
+    parsed = tuple(group(**{f.name: values[f.name] for f in dataclasses.fields(group)}) for group in groups)
+    for instance in parsed:
+        check_types(instance, config_path)
+    return parsed
+
+
+# Fields that count something: at least this much.
+_MINIMUM = {
+    "max_rows": 1,
+    "shard_size": 1,
+    "scorer_batch_size": 1,
+    "scorer_max_batch_tokens": 1,
+    "scorer_max_length": 1,
+    "embedding_batch_size": 1,
+    "embedding_max_length": 2,
+    "budget": 1,
+    "ddp_timeout": 1,
+}
+
+
+def _type_name(annotation: Any) -> str:
+    if typing.get_origin(annotation) is Literal:
+        return "one of " + ", ".join(repr(v) for v in typing.get_args(annotation))
+    return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}.get(
+        annotation, str(annotation)
+    )
+
+
+def _fits(value: Any, annotation: Any) -> bool:
+    if typing.get_origin(annotation) is Literal:
+        return value in typing.get_args(annotation)
+    if annotation is bool:
+        return isinstance(value, bool)
+    if annotation is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if annotation is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if annotation is str:
+        return isinstance(value, str)
+    return True
+
+
+def check_types(group: Any, recipe: str | os.PathLike | None = None) -> None:
+    """Check every value of a parsed argument group against its field's type and lower bound, before any work
+    starts (a YAML recipe can hold ``budget: 2.5`` or ``output_dir: [a, b]``, which argparse does not check)."""
+    hints = typing.get_type_hints(type(group))
+    where = f"recipe {recipe}: " if recipe is not None else ""
+    for f in dataclasses.fields(group):
+        value = getattr(group, f.name)
+        annotation = hints[f.name]
+        options = [a for a in typing.get_args(annotation) if a is not type(None)]
+        if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+            if value is None:
+                continue
+            annotation = options[0]
+        if not _fits(value, annotation):
+            raise ValueError(
+                f"{where}{f.name} must be {_type_name(annotation)}, got {value!r} ({type(value).__name__})"
+            )
+        if f.name in _MINIMUM and value < _MINIMUM[f.name]:
+            raise ValueError(f"{where}{f.name} must be at least {_MINIMUM[f.name]}, got {value!r}")
 
 
 def to_recipe(*groups: Any) -> dict[str, Any]:

@@ -250,3 +250,33 @@ def test_training_commands_name_themselves_in_their_usage_line(command, capsys):
     with pytest.raises(SystemExit):
         main([command, "--help"])
     assert capsys.readouterr().out.startswith(f"usage: deita-hf {command} ")
+
+
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        ("budget: 2.5", "budget must be an integer, got 2.5 (float)"),
+        ("budget: true", "budget must be an integer, got True (bool)"),
+        ("embedding_batch_size: 0", "embedding_batch_size must be at least 1, got 0"),
+        ("shard_size: 2.5", "shard_size must be an integer, got 2.5 (float)"),
+        ("max_rows: 2.5", "max_rows must be an integer, got 2.5 (float)"),
+        ("dataset_name: 123", "dataset_name must be a string, got 123 (int)"),
+        ("output_dir: [a, b]", "output_dir must be a string, got ['a', 'b'] (list)"),
+        ("threshold: yes", "threshold must be a number, got True (bool)"),
+        ("on_error: skip", "on_error must be one of 'raise', 'nan', got 'skip'"),
+    ],
+)
+def test_every_recipe_value_is_checked_before_any_work(tmp_path, capsys, monkeypatch, line, message):
+    import deita_hf.pipeline
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("work started")
+
+    monkeypatch.setattr(deita_hf.pipeline, "load_input", no_work)
+    recipe = write_recipe(tmp_path / "r.yaml", f"dataset_name: pool.jsonl\noutput_dir: {tmp_path / 'out'}\n{line}\n")
+    assert main(["run", "--config", str(recipe), "--budget", "3"] if "budget" not in line else
+                ["run", "--config", str(recipe)]) == 1  # fmt: skip
+    err = capsys.readouterr().err
+    assert f"recipe {recipe}: " in err
+    assert message in err
+    assert not (tmp_path / "out").exists()
