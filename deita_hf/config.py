@@ -16,11 +16,11 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import os
+import types
+import typing
 from argparse import ArgumentDefaultsHelpFormatter
 from dataclasses import dataclass, field
 from pathlib import Path
-import types
-import typing
 from typing import Any, Literal
 
 import yaml

@@ -386,9 +386,7 @@ def read_map_call(
         if len(map_args) != expected:
             raise TypeError(f"Dataset.map passed {len(map_args)} extra argument(s), expected {expected}")
         extra = list(map_args)
-        return MapCall(
-            map_batched, extra.pop(0) if with_indices else None, extra.pop(0) if with_rank else None
-        )
+        return MapCall(map_batched, extra.pop(0) if with_indices else None, extra.pop(0) if with_rank else None)
     if len(map_args) > 2:
         raise TypeError(f"expected at most (indices, rank) after the batch, got {len(map_args)} extra arguments")
     if map_args:

@@ -27,6 +27,7 @@ import logging
 import math
 import os
 import shutil
+import socket
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -88,6 +89,8 @@ OUTPUT_ENTRIES = (
     SUMMARY_FILE,
     *(f"{name}.{ext}" for name in (POOL_DIR, SELECTED_DIR) for ext in _EXPORT_FORMATS),
 )
+# Held by the main process while a run writes in its output folder: one writer per folder.
+LOCK_FILE = ".deita_hf.lock"
 _FILE_FORMATS = {".json": "json", ".jsonl": "json", ".parquet": "parquet", ".csv": "csv", ".arrow": "arrow"}
 
 
@@ -270,7 +273,7 @@ def _looks_like_path(name: str) -> bool:
 def output_state(output_dir: Path) -> str:
     """``"new"`` (absent or empty), ``"finished"`` (has summary.json), ``"unfinished"`` (has shards only) or
     ``"foreign"`` (holds something else)."""
-    if not output_dir.exists() or not any(output_dir.iterdir()):
+    if not output_dir.exists() or not any(p.name != LOCK_FILE for p in output_dir.iterdir()):
         return "new"
     if (output_dir / SUMMARY_FILE).exists():
         return "finished"
@@ -279,11 +282,40 @@ def output_state(output_dir: Path) -> str:
     return "foreign"
 
 
+def check_input_outside_outputs(dataset_name: str, output_dir: Path) -> None:
+    """Refuse, before anything is touched, an input that lies where the run writes or removes its outputs."""
+    path = Path(dataset_name).expanduser()
+    if not path.exists():
+        return
+    path = path.resolve()
+    for name in OUTPUT_ENTRIES:
+        entry = (output_dir / name).resolve()
+        if path == entry or entry in path.parents:
+            raise PipelineError(
+                f"the input {dataset_name} is the output {name} of --output_dir {output_dir}, which this run "
+                "writes (and --overwrite removes); choose another --output_dir, or move the input out of it"
+            )
+
+
+def _files_of_finished_run(output_dir: Path) -> list[str]:
+    """The top-level entries that the finished run in ``output_dir`` wrote, from its summary.json."""
+    try:
+        files = json.loads((output_dir / SUMMARY_FILE).read_text()).get("files")
+    except (OSError, ValueError, AttributeError):
+        files = None
+    if not isinstance(files, list) or not all(isinstance(name, str) for name in files):
+        # A summary of an older version, or a damaged one: the names a run may write.
+        return list(OUTPUT_ENTRIES)
+    return [name for name in files if name in OUTPUT_ENTRIES or name == SHARDS_DIR]
+
+
 def prepare_output_dir(output_dir: Path, overwrite: bool, info: ProcessInfo) -> str:
     """Check the output folder (every process), then clear it for a new run on the main process.
 
     A folder holding a finished run, or anything else, is refused unless ``overwrite``; an unfinished run is
-    resumed (with or without ``overwrite``).
+    resumed (with or without ``overwrite``). Only what a run of deita-hf wrote is ever removed: the files that
+    a finished run's summary.json lists, or, in an unfinished run, its outputs and temporary files. In a
+    folder of other files, an entry with the name of an output is refused rather than replaced.
     """
     if output_dir.exists() and not output_dir.is_dir():
         raise PipelineError(f"--output_dir {output_dir} is a file, not a folder")
@@ -294,22 +326,63 @@ def prepare_output_dir(output_dir: Path, overwrite: bool, info: ProcessInfo) -> 
             f"output folder {output_dir} already holds {what}; pass --overwrite to replace it, or choose another "
             "--output_dir"
         )
+    if state == "foreign":
+        clashes = [name for name in OUTPUT_ENTRIES if (output_dir / name).exists()]
+        if clashes:
+            raise PipelineError(
+                f"output folder {output_dir} holds {', '.join(clashes)}, which deita-hf did not write and a run "
+                "would replace; move them, or choose another --output_dir"
+            )
     barrier(info)
     if info.is_main:
         if state == "finished":
-            for name in OUTPUT_ENTRIES:
+            for name in _files_of_finished_run(output_dir):
                 _remove(output_dir / name)
-        else:
+        elif state == "unfinished":
             for name in OUTPUT_ENTRIES:
                 if name != SHARDS_DIR:
                     _remove(output_dir / name)
-        if output_dir.is_dir():
+        if output_dir.is_dir() and state != "foreign":
             for name in OUTPUT_ENTRIES:  # outputs that a killed run was writing under a temporary name
                 for leftover in output_dir.glob(f".{name}.tmp-*"):
                     _remove(leftover)
         output_dir.mkdir(parents=True, exist_ok=True)
     barrier(info)
     return state
+
+
+@contextlib.contextmanager
+def output_lock(output_dir: Path, info: ProcessInfo, command_line: str | None) -> Iterator[None]:
+    """Hold the output folder's lock (main process) while the run writes in it: a second run into the same
+    folder stops at once, naming the process that holds it."""
+    if not info.is_main:
+        yield
+        return
+    from filelock import FileLock, Timeout
+
+    output_dir.mkdir(parents=True, exist_ok=True)
+    path = output_dir / LOCK_FILE
+    lock = FileLock(str(path))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        try:
+            holder = path.read_text().strip() or "a process that has not said"
+        except OSError:
+            holder = "another process"
+        raise PipelineError(
+            f"another deita-hf run is writing in {output_dir} ({holder}); wait for it to finish, stop it, or "
+            "choose another --output_dir"
+        ) from None
+    try:
+        # The lock file's content is only informative: the lock itself is the flock on it.
+        with open(path, "w") as f:
+            f.write(f"pid {os.getpid()} on {socket.gethostname()}: {command_line or 'deita-hf'}\n")
+        yield
+    finally:
+        lock.release()
+        with contextlib.suppress(OSError):
+            path.unlink()
 
 
 @contextlib.contextmanager
@@ -418,7 +491,25 @@ def compute_shards(
     plan_path = folder / "plan.json"
     stale = False
     if plan_path.exists():
-        previous = json.loads(plan_path.read_text())
+        try:
+            previous = json.loads(plan_path.read_text())
+            if not isinstance(previous, dict):
+                raise ValueError(f"expected a JSON object, got {type(previous).__name__}")
+        except (OSError, ValueError) as error:
+            if not overwrite:
+                raise PipelineError(
+                    f"{plan_path} is damaged ({error}), so the shards beside it cannot be checked; run the same "
+                    "command with --overwrite to compute this step again"
+                ) from None
+            previous = None
+    elif folder.is_dir() and any(path.name.isdigit() for path in folder.iterdir()):
+        if not overwrite:
+            raise PipelineError(
+                f"{folder} holds shards but no plan.json, so their settings cannot be checked; run the same "
+                "command with --overwrite to compute this step again"
+            )
+        stale = True
+    if plan_path.exists():
         if previous != json.loads(json.dumps(plan)):
             if not overwrite:
                 raise PipelineError(
@@ -443,7 +534,8 @@ def compute_shards(
     total_rows = sum(bounds[k][1] - bounds[k][0] for k in mine)
     done_rows = total_rows - sum(bounds[k][1] - bounds[k][0] for k in todo)
     for k in sorted(set(mine) - set(todo)):
-        _check_shard(folder, k, dataset, bounds[k], overwrite)
+        _repair_damaged_shard(folder, k, bounds[k])
+        _check_shard_input(folder, k, dataset, bounds[k], overwrite)
     todo = [k for k in mine if not (folder / f"{k:05d}").is_dir()]
     if len(todo) < len(mine):
         logger.info(
@@ -489,6 +581,14 @@ def _plan_diff(previous: dict[str, Any], plan: dict[str, Any]) -> str:
     return "; ".join(changes) or "unreadable plan"
 
 
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def _write_shard(folder: Path, k: int, columns: dict[str, list[Any]], input_hash: str, stats: dict[str, int]) -> None:
     from datasets import Dataset
 
@@ -496,7 +596,15 @@ def _write_shard(folder: Path, k: int, columns: dict[str, list[Any]], input_hash
     tmp = folder / f".{k:05d}.tmp-{os.getpid()}"
     _remove(tmp)
     Dataset.from_dict(columns).save_to_disk(str(tmp))
-    meta = {"shard": k, "rows": len(next(iter(columns.values()))), "input_hash": input_hash, "stats": stats}
+    # The checksum of every file of the shard: a resumed run checks what was written before it trusts it.
+    files = {path.name: _sha256(path) for path in sorted(tmp.iterdir()) if path.is_file()}
+    meta = {
+        "shard": k,
+        "rows": len(next(iter(columns.values()))),
+        "input_hash": input_hash,
+        "stats": stats,
+        "files": files,
+    }
     with open(tmp / "shard.json", "w") as f:
         json.dump(meta, f)
         f.flush()
@@ -505,16 +613,57 @@ def _write_shard(folder: Path, k: int, columns: dict[str, list[Any]], input_hash
     os.rename(tmp, final)
 
 
-def _check_shard(folder: Path, k: int, dataset: Any, bounds: tuple[int, int], overwrite: bool) -> None:
-    meta = json.loads((folder / f"{k:05d}" / "shard.json").read_text())
+def shard_problem(path: Path, rows: int) -> str | None:
+    """What is wrong with a committed shard folder (a missing or unreadable ``shard.json``, a file that is
+    missing or does not match its checksum, a wrong row count), or None when it is intact."""
+    try:
+        meta = json.loads((path / "shard.json").read_text())
+    except FileNotFoundError:
+        return "it has no shard.json"
+    except (OSError, ValueError) as error:
+        return f"its shard.json cannot be read ({error})"
+    files = meta.get("files") if isinstance(meta, dict) else None
+    if not isinstance(files, dict) or not files:
+        return "its shard.json holds no checksums"
+    if (
+        meta.get("rows") != rows
+        or not isinstance(meta.get("input_hash"), str)
+        or not isinstance(meta.get("stats"), dict)
+    ):
+        return f"its shard.json does not describe {rows} rows"
+    for name, digest in files.items():
+        file = path / name
+        if not file.is_file():
+            return f"{name} is missing"
+        if _sha256(file) != digest:
+            return f"{name} does not match its checksum"
+    return None
+
+
+def _repair_damaged_shard(folder: Path, k: int, bounds: tuple[int, int]) -> None:
+    """Recompute a damaged shard: move it out of the way, so that it is computed again like a missing one."""
+    path = folder / f"{k:05d}"
+    problem = shard_problem(path, bounds[1] - bounds[0])
+    if problem is not None:
+        logger.warning("%s is damaged (%s): computing rows %d..%d again", path, problem, bounds[0], bounds[1] - 1)
+        damaged = folder / f".{k:05d}.tmp-damaged-{os.getpid()}"
+        os.rename(path, damaged)
+        _remove(damaged)
+
+
+def _check_shard_input(folder: Path, k: int, dataset: Any, bounds: tuple[int, int], overwrite: bool) -> None:
+    path = folder / f"{k:05d}"
+    if not path.is_dir():
+        return
+    meta = json.loads((path / "shard.json").read_text())
     if meta["input_hash"] != rows_hash(dataset[bounds[0] : bounds[1]]):
         if not overwrite:
             raise PipelineError(
-                f"{folder / f'{k:05d}'} was computed from other rows {bounds[0]}..{bounds[1] - 1} than the input "
+                f"{path} was computed from other rows {bounds[0]}..{bounds[1] - 1} than the input "
                 "has now; pass --overwrite to recompute it, or restore the input of the interrupted run"
             )
         logger.warning("%s: input rows changed, recomputing shard %d", folder, k)
-        shutil.rmtree(folder / f"{k:05d}")
+        shutil.rmtree(path)
 
 
 def merge_shards(step: Step, num_rows: int, output_dir: Path, shard_size: int) -> tuple[Any, dict[str, int]]:
@@ -845,6 +994,38 @@ def _run(
     progress: bool,
 ) -> tuple[dict[str, Any], bool, str | None] | None:
     output_dir = Path(data.output_dir)
+    check_input_outside_outputs(data.dataset_name, output_dir)
+    with output_lock(output_dir, info, command_line):
+        return _run_locked(
+            command,
+            groups,
+            data,
+            runtime,
+            scoring,
+            embedding,
+            selection,
+            hub,
+            info,
+            output_dir,
+            command_line,
+            progress,
+        )
+
+
+def _run_locked(
+    command: str,
+    groups: tuple[Any, ...],
+    data: DataArguments,
+    runtime: RuntimeArguments,
+    scoring: ScoringArguments | None,
+    embedding: EmbeddingArguments | None,
+    selection: SelectionArguments | None,
+    hub: HubArguments | None,
+    info: ProcessInfo,
+    output_dir: Path,
+    command_line: str | None,
+    progress: bool,
+) -> tuple[dict[str, Any], bool, str | None] | None:
     state = prepare_output_dir(output_dir, data.overwrite, info)
     with main_process_first(info):
         dataset = load_input(data.dataset_name, data.dataset_config, data.dataset_split, data.max_rows)
@@ -856,7 +1037,8 @@ def _run(
         steps.append(
             embedding_step(embedding, data, runtime, info, scoring.on_error if scoring is not None else "raise")
         )
-    replaced = [column for step in steps for column in step.columns if column in dataset.column_names]
+    written = [column for step in steps for column in step.columns] + ([SIMILARITY_COLUMN] if selection else [])
+    replaced = [column for column in written if column in dataset.column_names]
     if replaced:
         logger.warning("the input already has the column(s) %s: this run replaces them", replaced)
         dataset = dataset.remove_columns(replaced)
@@ -917,6 +1099,9 @@ def _run(
         save_dataset_folder(selected, output_dir / SELECTED_DIR, card, keep_embeddings=data.export_embeddings)
         export(selected, output_dir / f"{SELECTED_DIR}.{data.export_format}", data.export_embeddings)
     _write_text_atomic(output_dir / RECIPE_FILE, recipe_text)
+    # What --overwrite may remove later: the entries this run wrote (and shards/, its work folder).
+    written = [summary["outputs"][key].split("/")[0] for key in summary["outputs"]]
+    summary["files"] = sorted(set(written + [RECIPE_FILE, SUMMARY_FILE]))
     # summary.json is written last: its presence marks a finished run.
     _write_text_atomic(output_dir / SUMMARY_FILE, json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
     if not data.keep_shards:

@@ -473,8 +473,14 @@ def test_unbatched_with_indices_names_the_dataset_row(tiny_llama, byte_tokenizer
 
 @pytest.mark.parametrize(
     "flags",
-    [{}, {"batched": True}, {"with_indices": True}, {"with_rank": True}, {"with_indices": True, "with_rank": True},
-     {"batched": True, "with_indices": True, "with_rank": True}],
+    [
+        {},
+        {"batched": True},
+        {"with_indices": True},
+        {"with_rank": True},
+        {"with_indices": True, "with_rank": True},
+        {"batched": True, "with_indices": True, "with_rank": True},
+    ],
 )
 def test_every_map_calling_convention_gives_the_same_scores(tiny_llama, byte_tokenizer, flags):
     ds = Dataset.from_dict(ALPACA_BATCH)
