@@ -328,13 +328,20 @@ class _EmbeddingReader:
         self.files.close()
 
 
-def _unit_block(vectors: np.ndarray, rows: np.ndarray, name: str) -> np.ndarray:
+def _unit_block(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The unit vectors of a block, and which rows have a NaN or infinite value or are zero vectors. A bad
+    row's vector is set to zeros, so that it cannot change what is decided for the rows before it."""
     finite = np.isfinite(vectors).all(axis=1)
-    if not finite.all():
-        bad = rows[~finite]
+    unit = unit_rows(np.where(finite[:, None], vectors, 0))
+    zero = finite & ~np.isfinite(unit).all(axis=1)
+    unit[~finite | zero] = 0
+    return unit, ~finite, zero
+
+
+def _refuse_bad_vectors(rows: np.ndarray, nonfinite: np.ndarray, zero: np.ndarray, name: str) -> None:
+    if nonfinite.any():
+        bad = rows[nonfinite]
         raise SelectionInputError(f"embedding column {name!r} has NaN or infinite values in {_rows_text(bad)}", bad)
-    unit = unit_rows(vectors)
-    zero = ~np.isfinite(unit).all(axis=1)
     if zero.any():
         bad = rows[zero]
         raise SelectionInputError(
@@ -342,7 +349,6 @@ def _unit_block(vectors: np.ndarray, rows: np.ndarray, name: str) -> np.ndarray:
             "compare",
             bad,
         )
-    return unit
 
 
 # -- the selection ---------------------------------------------------------------------------------------
@@ -466,8 +472,10 @@ def select_indices(
         progress: show a progress bar over the selected rows.
 
     Raises:
-        SelectionInputError: a NaN or missing score, a zero, non-finite or missing vector (among the rows
-            examined), vectors of different lengths; the message names the rows.
+        SelectionInputError: a NaN or missing score, or a missing vector, anywhere in the pool; a zero or
+            non-finite vector in a row that the sequential loop examines (the rows in score order up to the one
+            that fills the budget; rows after it are not judged, whatever ``block_size``); vectors of different
+            lengths. The message names the rows.
         KeyError: a column that the pool does not have.
 
     >>> import numpy as np
@@ -515,7 +523,7 @@ def select_indices(
             rate = k / examined if examined else 1.0
             size = min(block_size, math.ceil((capacity - k) / max(rate, 1e-3) * 1.1) + 16, n - examined)
             rows = order[examined : examined + size]
-            unit = _unit_block(reader.read(rows), rows, embedding_column)
+            unit, nonfinite, zero = _unit_block(reader.read(rows))
             selected[k : k + size] = torch.from_numpy(unit).to(device)
             # Against the selected rows, then against the block itself. A product whose width is a
             # multiple of 16 runs up to 1.4x faster on a CPU; the extra columns are ignored.
@@ -528,9 +536,12 @@ def select_indices(
 
             if k + len(kept) >= capacity:  # the budget fills inside this block
                 kept = kept[: capacity - k]
-                examined += int(kept[-1]) + 1
+                seen = int(kept[-1]) + 1
             else:
-                examined += size
+                seen = size
+            # A bad vector is an error where the sequential loop reaches its row, whatever the block size.
+            _refuse_bad_vectors(rows[:seen], nonfinite[:seen], zero[:seen], embedding_column)
+            examined += seen
             if len(kept) == 0:
                 continue
             similarities.extend(block.nearest(kept).tolist())

@@ -369,3 +369,23 @@ def test_a_threshold_outside_minus_one_to_one_is_refused_in_python_and_on_the_co
         argv = ["select", "--dataset_name", str(tmp_path / "pool"), "--output_dir", str(tmp_path / "out")]
         assert main([*argv, "--budget", "1", "--threshold", str(threshold)]) == 1
         assert "error: --threshold is a cosine similarity, a number in [-1, 1]" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("block_size", [1, 3, 8, 512])
+def test_a_bad_vector_is_an_error_exactly_where_the_loop_reaches_its_row(block_size):
+    # 8 rows; the lowest-scored row (row 7) has a zero vector, row 6 a NaN.
+    vectors = np.eye(8, dtype=np.float32)
+    vectors[7] = 0
+    vectors[6, 0] = math.nan
+    ds = pool([8.0, 7.0, 6.0, 5.0, 4.0, 3.0, 2.0, 1.0], vectors)
+    result = select_indices(ds, 5, block_size=block_size, progress=False)
+    assert (result.indices, result.examined) == ([0, 1, 2, 3, 4], 5)
+    assert select_indices(ds, 6, block_size=block_size, progress=False).indices == [0, 1, 2, 3, 4, 5]
+    with pytest.raises(SelectionInputError, match=r"NaN or infinite values in row 6$") as error:
+        select_indices(ds, 7, block_size=block_size, progress=False)
+    assert error.value.rows == [6]
+    vectors[6, 0] = 0.5
+    with pytest.raises(SelectionInputError, match=r"zero vector in row 7;"):
+        select_indices(
+            pool([8.0, 7.0, 6.0, 5.0, 4.0, 3.0, 2.0, 1.0], vectors), 8, block_size=block_size, progress=False
+        )
