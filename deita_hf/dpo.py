@@ -19,12 +19,15 @@ from trl import DPOConfig, DPOTrainer, ModelConfig, TrlParser, get_peft_config, 
 
 from .pipeline import resolve_model
 from .training import (
+    INPUT_ROW_COLUMN,
     ScriptArguments,
+    check_dropped_rows,
     finish,
     last_checkpoint,
     load_tokenizer,
     load_training_data,
     model_init_kwargs,
+    number_rows,
     sample_rows,
     to_preference_dataset,
 )
@@ -55,6 +58,8 @@ def main(argv: list[str] | None = None) -> None:
             config=script_args.dataset_config,
             revision=script_args.dataset_revision,
         )
+        # Errors and dropped rows name the row of the input, also after sampling.
+        train_dataset = number_rows(train_dataset)
         train_dataset = sample_rows(train_dataset, script_args.dataset_sample_size, script_args.dataset_sample_seed)
         train_dataset = to_preference_dataset(train_dataset, training_args.dataset_num_proc)
         eval_dataset = None
@@ -81,6 +86,7 @@ def main(argv: list[str] | None = None) -> None:
         quantization_config=get_quantization_config(model_args),
     )
 
+    check_dropped_rows(trainer, train_dataset[INPUT_ROW_COLUMN], script_args.max_dropped_share)
     trainer.train(resume_from_checkpoint=last_checkpoint(training_args))
     finish(trainer, script_args, model_args, method="DPO", push_to_hub=push_to_hub)
 

@@ -21,13 +21,16 @@ from trl import ModelConfig, SFTTrainer, TrlParser, get_peft_config, get_quantiz
 
 from .pipeline import resolve_model
 from .training import (
+    INPUT_ROW_COLUMN,
     ScriptArguments,
+    check_dropped_rows,
     drop_unanswered_last_turn,
     finish,
     last_checkpoint,
     load_tokenizer,
     load_training_data,
     model_init_kwargs,
+    number_rows,
     reference_train_split,
     sample_rows,
     to_messages_dataset,
@@ -99,6 +102,8 @@ def main(argv: list[str] | None = None) -> None:
             config=script_args.dataset_config,
             revision=script_args.dataset_revision,
         )
+        # Errors and dropped rows name the row of the input, also after sampling.
+        train_dataset = number_rows(train_dataset)
         train_dataset = sample_rows(train_dataset, script_args.dataset_sample_size, script_args.dataset_sample_seed)
         train_dataset = reference_train_split(train_dataset, training_args.dataset_train_fraction)
         train_dataset = to_messages_dataset(train_dataset, script_args.dataset_format, training_args.dataset_num_proc)
@@ -130,6 +135,7 @@ def main(argv: list[str] | None = None) -> None:
         quantization_config=get_quantization_config(model_args),
     )
 
+    check_dropped_rows(trainer, train_dataset[INPUT_ROW_COLUMN], script_args.max_dropped_share)
     trainer.train(resume_from_checkpoint=last_checkpoint(training_args))
     finish(trainer, script_args, model_args, method="SFT", push_to_hub=push_to_hub)
 

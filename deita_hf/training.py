@@ -39,6 +39,8 @@ MODEL_CARD_TEMPLATE = card_template("model_card.md")
 # Files of a deita-hf selection output folder (`deita_hf.pipeline`): the effective recipe and the run summary.
 RECIPE_FILE = "recipe.yaml"
 SUMMARY_FILE = "summary.json"
+# The row number in the input of each training row: errors and dropped rows name it, also after sampling.
+INPUT_ROW_COLUMN = "deita_hf_input_row"
 
 
 @dataclass
@@ -56,6 +58,10 @@ class ScriptArguments(trl.ScriptArguments):
             as the reference drew it: see :func:`sample_rows`.
         dataset_sample_seed (`int`, *optional*, defaults to `42`):
             Seed of that sample (Deita's DPO data: 42).
+        max_dropped_share (`float`, *optional*, defaults to `0.01`):
+            TRL drops a row when ``max_length`` cuts away every token it trains on (SFT: every assistant
+            token; DPO: the prompt alone fills ``max_length``). Such rows are counted and named (input row
+            numbers) before training; more than this share of the rows, or no row left, stops the run.
         reproduces (`str`, *optional*):
             Hub id of the released Deita model that the recipe reproduces; the model card quotes its paper
             results (e.g. ``hkust-nlp/deita-7b-v1.0-sft``).
@@ -75,6 +81,13 @@ class ScriptArguments(trl.ScriptArguments):
         default=None, metadata={"help": "Train on a random sample of this many rows of the training split."}
     )
     dataset_sample_seed: int = field(default=42, metadata={"help": "Seed of the random sample of rows."})
+    max_dropped_share: float = field(
+        default=0.01,
+        metadata={
+            "help": "Stop before training when more than this share of the rows would be dropped because "
+            "max_length cuts away every token they train on (0 allows none, 1 allows all but one)."
+        },
+    )
     reproduces: str | None = field(
         default=None,
         metadata={
@@ -130,6 +143,14 @@ def sample_indices(n: int, size: int, seed: int = 42) -> list[int]:
     [1, 0, 4]
     """
     return random.Random(seed).sample(range(n), size)
+
+
+def number_rows(dataset):
+    """The dataset with its row numbers in a column, so that errors and dropped rows name the input row after
+    sampling and conversion (the column is dropped before training)."""
+    if INPUT_ROW_COLUMN in dataset.column_names:
+        return dataset
+    return dataset.add_column(INPUT_ROW_COLUMN, list(range(len(dataset))))
 
 
 def sample_rows(dataset, size: int | None, seed: int = 42):
@@ -204,12 +225,12 @@ def to_messages_dataset(dataset, format: str | None = None, num_proc: int | None
     """
 
     def convert(row, index):
-        return {"messages": conversation_messages(row, format, index)}
+        return {"messages": conversation_messages(row, format, row.get(INPUT_ROW_COLUMN, index))}
 
     return dataset.map(
         convert,
         with_indices=True,
-        remove_columns=dataset.column_names,
+        remove_columns=[name for name in dataset.column_names if name != INPUT_ROW_COLUMN],
         num_proc=num_proc,
         desc="Reading conversations",
     )
@@ -261,13 +282,46 @@ def preference_pair(row: Mapping[str, Any], index: int | None = None) -> dict[st
 def to_preference_dataset(dataset, num_proc: int | None = None):
     """The rows as TRL explicit conversational preference data (``prompt``, ``chosen``, ``rejected``), the other
     columns dropped. See :func:`preference_pair`."""
+
+    def convert(row, index):
+        return preference_pair(row, row.get(INPUT_ROW_COLUMN, index))
+
     return dataset.map(
-        preference_pair,
+        convert,
         with_indices=True,
-        remove_columns=dataset.column_names,
+        remove_columns=[name for name in dataset.column_names if name != INPUT_ROW_COLUMN],
         num_proc=num_proc,
         desc="Reading preference pairs",
     )
+
+
+def check_dropped_rows(trainer, rows: list[int], max_dropped_share: float) -> list[int]:
+    """The input rows that the trainer dropped while preparing its training data (``max_length`` cut away every
+    token they train on), logged by number; an error when none is left or more than ``max_dropped_share`` of
+    them were dropped. Removes the row-number column from the trainer's dataset."""
+    dataset = trainer.train_dataset
+    if INPUT_ROW_COLUMN not in dataset.column_names:  # packing regroups rows and drops none
+        return []
+    kept = set(dataset[INPUT_ROW_COLUMN])
+    trainer.train_dataset = dataset.remove_columns(INPUT_ROW_COLUMN)
+    dropped = sorted(set(rows) - kept)
+    if not dropped:
+        return []
+    max_length = trainer.args.max_length
+    shown = ", ".join(str(r) for r in dropped[:20]) + (f" and {len(dropped) - 20} more" if len(dropped) > 20 else "")
+    what = f"{len(dropped)} of {len(rows)} rows ({shown})"
+    if len(dropped) == len(rows):
+        raise ValueError(
+            f"max_length={max_length} leaves nothing to train on: every row is cut before its first trained "
+            f"token ({what}); raise max_length"
+        )
+    if len(dropped) > max_dropped_share * len(rows):
+        raise ValueError(
+            f"max_length={max_length} cuts away every trained token of {what}, more than max_dropped_share="
+            f"{max_dropped_share}; raise max_length, drop these rows, or raise max_dropped_share to train without them"
+        )
+    logger.warning("max_length=%s cuts away every trained token of %s: training without them", max_length, what)
+    return dropped
 
 
 # -- tokenizer ----------------------------------------------------------------------------------------------------

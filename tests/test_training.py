@@ -467,3 +467,83 @@ def test_a_model_trained_on_a_smoke_selection_says_so(tmp_path):
         method="DPO", hyperparameters={},
     )  # fmt: skip
     assert "> **Smoke run.**" in dpo.text
+
+
+# -- row numbers and dropped rows ---------------------------------------------------------------------------------
+def _numbered_sample(rows, size):
+    from deita_hf.training import number_rows
+
+    return sample_rows(number_rows(Dataset.from_list(rows)), size, seed=42)
+
+
+def test_an_sft_error_after_sampling_names_the_input_row():
+    rows = [{"prompt": f"q{i}", "response": f"a{i}"} for i in range(10)]
+    rows[7]["response"] = ""
+    sample = _numbered_sample(rows, 6)
+    assert 7 in sample["deita_hf_input_row"] and sample["deita_hf_input_row"].index(7) != 7
+    with pytest.raises(RowError, match="row 7: the conversation has no non-empty assistant message"):
+        to_messages_dataset(sample)
+
+
+def test_a_dpo_error_after_sampling_names_the_input_row():
+    rows = [{"prompt": f"q{i}", "chosen": f"a{i}", "rejected": f"b{i}"} for i in range(10)]
+    rows[7]["chosen"] = ""
+    with pytest.raises(RowError, match="row 7: the conversation has no non-empty assistant message"):
+        to_preference_dataset(_numbered_sample(rows, 6))
+
+
+@pytest.fixture(scope="module")
+def tiny_base(tmp_path_factory):
+    from deita_hf.tiny import save_tiny_scorer
+    from deita_hf.training import load_tokenizer
+
+    path = save_tiny_scorer(tmp_path_factory.mktemp("base") / "tiny", seed=0)
+    return str(path), load_tokenizer(str(path))
+
+
+def _trainer(kind, tiny_base, rows, tmp_path):
+    import trl
+
+    path, tokenizer = tiny_base
+    common = dict(output_dir=str(tmp_path), max_length=64, report_to=[], use_cpu=True)
+    if kind == "sft":
+        data = to_messages_dataset(_numbered_sample(rows, len(rows) - 1))
+        args = trl.SFTConfig(assistant_only_loss=True, **common)
+        return trl.SFTTrainer(model=path, args=args, train_dataset=data, processing_class=tokenizer), data
+    data = to_preference_dataset(_numbered_sample(rows, len(rows) - 1))
+    args = trl.DPOConfig(**common)
+    return trl.DPOTrainer(model=path, args=args, train_dataset=data, processing_class=tokenizer), data
+
+
+def _rows(kind, long_rows, n=8):
+    def prompt(i):
+        return "word " * (200 if i in long_rows else 2)
+
+    if kind == "sft":
+        return [{"prompt": prompt(i), "response": "an answer"} for i in range(n)]
+    return [{"prompt": prompt(i), "chosen": "yes", "rejected": "no"} for i in range(n)]
+
+
+@pytest.mark.parametrize("kind", ["sft", "dpo"])
+def test_rows_that_max_length_empties_are_named_and_counted_before_training(kind, tiny_base, tmp_path, caplog):
+    from deita_hf.training import check_dropped_rows
+
+    trainer, data = _trainer(kind, tiny_base, _rows(kind, {2, 5}), tmp_path)
+    sampled = data["deita_hf_input_row"]
+    expected = sorted({2, 5} & set(sampled))
+    with pytest.raises(ValueError, match=rf"cuts away every trained token of {len(expected)} of 7 rows \(2, 5\)"):
+        check_dropped_rows(trainer, sampled, max_dropped_share=0.2)
+    trainer, _ = _trainer(kind, tiny_base, _rows(kind, {2, 5}), tmp_path)
+    assert check_dropped_rows(trainer, sampled, max_dropped_share=0.5) == expected
+    assert "training without them" in caplog.text
+    assert "deita_hf_input_row" not in trainer.train_dataset.column_names
+    assert len(trainer.train_dataset) == 7 - len(expected)
+
+
+@pytest.mark.parametrize("kind", ["sft", "dpo"])
+def test_no_row_left_to_train_on_is_a_clear_error(kind, tiny_base, tmp_path):
+    from deita_hf.training import check_dropped_rows
+
+    trainer, data = _trainer(kind, tiny_base, _rows(kind, set(range(8))), tmp_path)
+    with pytest.raises(ValueError, match="max_length=64 leaves nothing to train on"):
+        check_dropped_rows(trainer, data["deita_hf_input_row"], max_dropped_share=1.0)
