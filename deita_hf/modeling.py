@@ -9,13 +9,18 @@ name (:func:`source_signature`), so that new weights saved under the same name g
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import importlib
+import json
 import logging
 import os
+import shutil
 import sys
+import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -207,7 +212,7 @@ class LazyModel:
     # Whether a checkpoint may hold weights the loaded model does not use (a base model from a causal LM's checkpoint).
     loads_base_of_checkpoint: bool = False
     # Attributes that live only in the process that made them (weights, counters).
-    _process_local = ("_model", "_tokenizer", "_device", "_source", "stats")
+    _process_local = ("_model", "_tokenizer", "_device", "_source", "_counts", "_counts_key")
 
     def __init__(
         self,
@@ -236,7 +241,8 @@ class LazyModel:
         self._tokenizer = None
         self._device = None
         self._source: str | None = None
-        self.stats: dict[str, int] = {}
+        self._counts: dict[str, int] = {}
+        self._counts_key: str | None = None
 
     # -- pickling: settings only, never the lazily loaded weights -------------------------------------
     def __getstate__(self) -> dict[str, Any]:
@@ -255,7 +261,8 @@ class LazyModel:
         self._tokenizer = None
         self._device = None
         self._source = None
-        self.stats = {}
+        self._counts = {}
+        self._counts_key = None
 
     # -- loading ---------------------------------------------------------------------------------------
     def load(self, rank: int | None = None) -> None:
@@ -324,8 +331,49 @@ class LazyModel:
             or type(self._given_model).__name__
         )
 
+    # -- counters ----------------------------------------------------------------------------------------
+    # A worker process of ``Dataset.map(num_proc=N)`` holds a copy of this object: it writes its counts to a
+    # file that the process which made the workers reads back, so ``stats`` counts the rows of every worker.
     def count(self, key: str, n: int = 1) -> None:
-        self.stats[key] = self.stats.get(key, 0) + n
+        self._counts[key] = self._counts.get(key, 0) + n
+        if os.getpid() != _IMPORT_PID:
+            folder = _worker_counts_dir(_IMPORT_PID) / self._key()
+            folder.mkdir(parents=True, exist_ok=True)
+            tmp = folder / f".{os.getpid()}.tmp"
+            tmp.write_text(json.dumps(self._counts))
+            os.replace(tmp, folder / f"{os.getpid()}.json")
+
+    @property
+    def stats(self) -> dict[str, int]:
+        """Counts of this object in this process and in the ``Dataset.map(num_proc=N)`` workers it was sent to
+        (e.g. ``shortened_prompts``, ``unreadable_rows``)."""
+        total = dict(self._counts)
+        workers = _worker_counts_dir(os.getpid())
+        folder = workers / self._key() if workers.is_dir() else None
+        if folder is not None and folder.is_dir():
+            for path in sorted(folder.glob("*.json")):
+                for key, value in json.loads(path.read_text()).items():
+                    total[key] = total.get(key, 0) + value
+        return total
+
+    def _key(self) -> str:
+        """The object's settings as a name: the copies of one object in the workers share it."""
+        if self._counts_key is None:
+            from datasets.fingerprint import Hasher
+
+            self._counts_key = Hasher.hash(self)
+        return self._counts_key
+
+
+def _worker_counts_dir(parent_pid: int) -> Path:
+    """Where the workers of process ``parent_pid`` leave their counts (removed when that process exits)."""
+    return Path(tempfile.gettempdir()) / f"deita_hf-counts-{parent_pid}"
+
+
+@atexit.register
+def _remove_worker_counts() -> None:
+    if os.getpid() == _IMPORT_PID:
+        shutil.rmtree(_worker_counts_dir(_IMPORT_PID), ignore_errors=True)
 
 
 @dataclass(frozen=True)

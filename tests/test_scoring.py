@@ -504,3 +504,16 @@ def test_a_direct_call_that_cannot_tell_a_batch_from_a_row_asks_for_batched(tiny
         scorer({"messages": []})
     with pytest.raises(RowError, match="the conversation has no user turn"):
         scorer({"messages": []}, batched=False)
+
+
+@pytest.mark.slow
+def test_num_proc_2_counts_the_unreadable_rows_of_every_worker(tmp_path):
+    path = str(save_tiny_scorer(tmp_path / "scorer", seed=5))
+    rows = {"prompt": [None if i % 3 == 0 else f"question {i}" for i in range(12)], "response": ["ok"] * 12}
+    scorer = DeitaScorer(path, path, progress=False, on_error="nan")
+    out = Dataset.from_dict(rows).map(scorer, batched=True, batch_size=3, num_proc=2, load_from_cache_file=False)
+    assert sum(math.isnan(score) for score in out["deita_score"]) == 4
+    assert scorer.stats == {"unreadable_rows": 4}
+    one = DeitaScorer(path, path, progress=False, on_error="nan", max_length=64)
+    Dataset.from_dict(rows).map(one, batched=True, batch_size=3, num_proc=2, load_from_cache_file=False)
+    assert one.stats == {"unreadable_rows": 4}  # another scorer's workers count for it alone
