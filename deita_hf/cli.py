@@ -110,6 +110,7 @@ def _setup_logging(verbose: bool = False) -> None:
 def _report(argv: list[str]) -> int:
     from .config import make_parser
     from .hub import push_selection
+    from .pipeline import PipelineError
     from .report import remake_report
 
     parser = make_parser([HubArguments], prog="deita-hf report", description=DESCRIPTIONS["report"], recipe=False)
@@ -118,7 +119,15 @@ def _report(argv: list[str]) -> int:
     path = remake_report(args.output_dir)
     print(f"report: {path}")
     if args.push_to_hub:
-        url = push_selection(args.output_dir, args.push_to_hub, private=args.hub_private, license=args.hub_license)
+        try:
+            url = push_selection(args.output_dir, args.push_to_hub, private=args.hub_private, license=args.hub_license)
+        except (PermissionError, ValueError):  # no login, not a selection: already a sentence
+            raise
+        except Exception as error:  # the network, the Hub: one line, and the way to try again
+            raise PipelineError(
+                f"the push of {args.output_dir} to {args.push_to_hub} failed ({type(error).__name__}: {error}); "
+                "nothing in the folder changed: run the same command again to retry"
+            ) from error
         print(f"pushed: {url}")
     return 0
 

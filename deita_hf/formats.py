@@ -80,6 +80,14 @@ def detect_format(columns: Sequence[str]) -> str:
 def _text(value: Any, row: int | None, what: str) -> str:
     if not isinstance(value, str):
         raise RowError(row, f"{what} must be a string, got {type(value).__name__}")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as error:  # a lone surrogate: no tokenizer can read it
+        raise RowError(
+            row,
+            f"{what} holds {value[error.start]!r} at character {error.start}, a lone surrogate that is not "
+            "valid Unicode text; repair the text (e.g. decode the source as UTF-8) or drop the row",
+        ) from None
     return value
 
 

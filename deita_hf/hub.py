@@ -33,7 +33,7 @@ import yaml
 
 from . import __version__
 from .constants import CITATION, card_template
-from .report import budget_shortfall, model_revision
+from .report import PLOTS, REPORT_FILE, budget_shortfall, model_revision
 
 logger = logging.getLogger(__name__)
 
@@ -224,10 +224,17 @@ def stage_selection(
         raise FileNotFoundError(
             f"{source} does not exist: {output_dir} was written by an older deita-hf; run the selection again"
         )
-    shutil.copytree(source, folder / "data", dirs_exist_ok=True)
+    # Only the files a run writes, and never a link: whatever else sits in these folders stays local.
+    (folder / "data").mkdir(parents=True, exist_ok=True)
+    for path in sorted(source.glob("*.parquet")):
+        if path.is_file() and not path.is_symlink():
+            shutil.copyfile(path, folder / "data" / path.name)
     report = output_dir / "report"
-    if report.is_dir():
-        shutil.copytree(report, folder / "report", ignore=shutil.ignore_patterns("*.parquet"), dirs_exist_ok=True)
+    for name in (REPORT_FILE, *PLOTS, "strategies.png"):  # strategies.png: with --compare
+        path = report / name
+        if path.is_file() and not path.is_symlink():
+            (folder / "report").mkdir(exist_ok=True)
+            shutil.copyfile(path, folder / "report" / name)
     render_card(output_dir, repo_id, license=license).save(folder / "README.md")
     return folder
 

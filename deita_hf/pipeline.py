@@ -20,6 +20,7 @@ main process merges the shards in order after a barrier, so the result equals a 
 from __future__ import annotations
 
 import contextlib
+import errno
 import gc
 import hashlib
 import json
@@ -925,6 +926,14 @@ def _check_arguments(command: str, groups: dict[type, Any]) -> None:
                 f"--push_to_hub {hub.push_to_hub} needs a Hugging Face token: log in with `hf auth login` or set "
                 "the HF_TOKEN environment variable"
             )
+    runtime = groups.get(RuntimeArguments)
+    if runtime is not None and runtime.device is not None:
+        from .modeling import check_device
+
+        try:
+            check_device(runtime.device)
+        except ValueError as error:
+            raise PipelineError(f"--{error}") from None
     selection = groups.get(SelectionArguments)
     if selection is not None:
         if selection.budget is None or selection.budget < 1:
@@ -966,9 +975,15 @@ def run_command(
     info = init_processes(runtime.ddp_timeout)
     try:
         with quiet_datasets():
-            outcome = _run(
-                command, groups, data, runtime, scoring, embedding, selection, hub, info, command_line, progress
-            )
+            try:
+                outcome = _run(
+                    command, groups, data, runtime, scoring, embedding, selection, hub, info, command_line, progress
+                )
+            except OSError as error:
+                message = describe_os_error(error, data)
+                if message is None:
+                    raise
+                raise PipelineError(message) from error
     except BaseException:
         leave(info)
         raise
@@ -978,6 +993,54 @@ def run_command(
     summary, resumed, pushed = outcome
     print(format_summary(summary, Path(data.output_dir), time.time() - started, resumed, pushed))
     return summary
+
+
+def _size(path: Path) -> int:
+    if path.is_file():
+        return path.stat().st_size
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.is_dir() else 0
+
+
+def space_needed(output_dir: Path, dataset_name: str) -> int:
+    """About how many bytes a run writes in all: the shards (extrapolated from the finished ones), the same
+    columns again in pool/, and two copies of the input's columns (pool/ and the export)."""
+    total = 2 * _size(Path(dataset_name).expanduser())
+    for plan_path in (output_dir / SHARDS_DIR).glob("*/plan.json"):
+        with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+            rows = json.loads(plan_path.read_text())["rows"]
+            done = [p for p in plan_path.parent.iterdir() if p.name.isdigit() and (p / "shard.json").is_file()]
+            done_rows = sum(json.loads((p / "shard.json").read_text())["rows"] for p in done)
+            if done_rows:
+                total += 2 * sum(_size(p) for p in done) * rows // done_rows
+    return total
+
+
+def _bytes_text(n: float) -> str:
+    for unit, size in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6)):
+        if n >= size:
+            return f"{n / size:.1f} {unit}"
+    return f"{max(n / 1e3, 0.1):.1f} KB"
+
+
+def describe_os_error(error: OSError, data: DataArguments) -> str | None:
+    """One line for a full disk or a folder that cannot be written: what happened where, and what to do (None
+    for other errors)."""
+    output_dir = Path(data.output_dir)
+    where = error.filename or output_dir
+    if error.errno in (errno.ENOSPC, errno.EDQUOT):
+        try:
+            free = f"{_bytes_text(shutil.disk_usage(output_dir).free)} are free now"
+        except OSError:
+            free = "the free space cannot be read"
+        needed = space_needed(output_dir, data.dataset_name or "")
+        return (
+            f"the disk is full while writing {where} ({error.strerror}): the run needs about {_bytes_text(needed)} "
+            f"in {output_dir} in all and {free}; free some space (or choose another --output_dir) and run the same "
+            "command again: it resumes from the finished shards"
+        )
+    if error.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        return f"cannot write {where}: {error.strerror}; make {output_dir} writable or choose another --output_dir"
+    return None
 
 
 def _run(

@@ -103,10 +103,21 @@ def resolve_training_data(name_or_path: str) -> str:
     path = Path(name_or_path).expanduser()
     summary = path / SUMMARY_FILE
     if path.is_dir() and summary.is_file():
-        dataset = json.loads(summary.read_text(encoding="utf-8")).get("outputs", {}).get("dataset")
-        if not dataset or not (path / dataset).is_dir():
+        try:
+            dataset = json.loads(summary.read_text(encoding="utf-8")).get("outputs", {}).get("dataset")
+        except (ValueError, AttributeError) as error:
+            raise ValueError(f"{summary} cannot be read ({error}); pass the dataset folder itself.") from None
+        if not isinstance(dataset, str) or not dataset or not (path / dataset).is_dir():
             raise ValueError(f"{summary} names no dataset folder under 'outputs'; pass the dataset folder itself.")
-        return str(path / dataset)
+        # The dataset must lie inside the output folder: a summary cannot send training to data elsewhere.
+        folder = path.resolve()
+        resolved = (path / dataset).resolve()
+        if folder not in resolved.parents:
+            raise ValueError(
+                f"{summary} names the dataset {dataset!r}, which is not inside {path}; pass the dataset folder "
+                "itself if that is what you mean to train on."
+            )
+        return str(resolved)
     return name_or_path
 
 

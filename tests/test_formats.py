@@ -187,3 +187,20 @@ def test_conversational_batches_and_rows_are_told_apart():
     assert is_batched({key: [value] for key, value in TRL_PROMPT_COMPLETION_ROW.items()}, None)
     assert not is_batched({"prompt": "q", "chosen": "a", "rejected": "b"}, None)
     assert is_batched({"prompt": ["q"], "chosen": ["a"], "rejected": ["b"]}, None)
+
+
+def test_a_lone_surrogate_is_an_error_naming_the_row_and_the_character():
+    row = {"messages": [{"role": "user", "content": "caf\udce9"}, {"role": "assistant", "content": "ok"}]}
+    with pytest.raises(
+        RowError, match=r"row 4: messages\[0\].content holds '\\udce9' at character 3, a lone surrogate"
+    ):
+        row_messages(row, row=4)
+
+
+def test_a_lone_surrogate_stops_a_scorer_with_the_row_not_a_tokenizer_error(tiny_llama, byte_tokenizer):
+    from deita_hf import ComplexityScorer
+
+    scorer = ComplexityScorer(tiny_llama, byte_tokenizer, progress=False)
+    batch = {"prompt": ["fine", "bad \ud800 text"], "response": ["a", "b"]}
+    with pytest.raises(RowError, match="row 11: prompt holds '\\\\ud800' at character 4"):
+        scorer(batch, indices=[10, 11])

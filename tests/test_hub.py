@@ -210,3 +210,32 @@ def test_select_with_push_to_hub_pushes_the_finished_selection(selection_run, fa
     rows = pq.read_table(api.uploaded / "data" / "train-00000-of-00001.parquet").to_pydict()
     assert rows["id"] == load_folder(out / "selected")["id"]
     assert "hub        https://huggingface.co/datasets/me/x" in capsys.readouterr().out
+
+
+def test_a_push_uploads_only_the_generated_report_files_and_no_link(selection_run, fake_hub, tmp_path):
+    out = tmp_path / "out"
+    shutil.copytree(selection_run, out)
+    secret = tmp_path / "secret.txt"
+    secret.write_text("private")
+    (out / "report" / "notes.txt").write_text("my notes")
+    (out / "report" / "link.txt").symlink_to(secret)
+    (out / "report" / "scores.png").unlink()
+    (out / "report" / "scores.png").symlink_to(secret)
+    push_selection(out, "me/deita-selection")
+    uploaded = fake_hub.instances[0].uploaded
+    files = sorted(str(p.relative_to(uploaded)) for p in uploaded.rglob("*"))
+    assert files == sorted(
+        ["README.md", "data", "data/train-00000-of-00001.parquet", "report", "report/report.md"]
+        + [f"report/{name}" for name in ("similarity.png", "score_rank.png", "turns.png")]
+    )
+
+
+def test_a_network_failure_in_report_push_is_one_line(selection_run, fake_hub, monkeypatch, capsys):
+    def broken_upload(self, **kwargs):
+        raise ConnectionError("Name or service not known")
+
+    monkeypatch.setattr(FakeHfApi, "upload_folder", broken_upload)
+    assert main(["report", str(selection_run), "--push_to_hub", "me/x"]) == 1
+    error = capsys.readouterr().err
+    assert f"error: the push of {selection_run} to me/x failed (ConnectionError: Name or service not known)" in error
+    assert "run the same command again to retry" in error and "Traceback" not in error

@@ -216,3 +216,57 @@ def test_select_on_an_earlier_selection_replaces_its_similarity_column(tmp_path,
     assert selected.column_names.count("nearest_selected_similarity") == 1
     assert selected["nearest_selected_similarity"][1] == pytest.approx(0.0)
     assert "this run replaces them" in caplog.text + capsys.readouterr().err
+
+
+# -- the machine's limits -----------------------------------------------------------------------------------------
+def test_a_full_disk_says_the_space_needed_and_that_rerunning_resumes(pool_file, tmp_path, monkeypatch, capsys):  # noqa: F811
+    import errno
+
+    import deita_hf.pipeline as pipeline
+
+    write_shard = pipeline._write_shard
+
+    def disk_fills_at_shard_2(folder, k, *args):
+        if k == 2:
+            raise OSError(errno.ENOSPC, "No space left on device", str(folder / f".{k:05d}.tmp-1"))
+        write_shard(folder, k, *args)
+
+    monkeypatch.setattr(pipeline, "_write_shard", disk_fills_at_shard_2)
+    out = tmp_path / "out"
+    assert resume(pool_file, out) == 1
+    error = capsys.readouterr().err
+    assert "error: the disk is full while writing" in error and "(No space left on device)" in error
+    assert "run the same command again: it resumes from the finished shards" in error
+    needed, unit = error.split("the run needs about ")[1].split()[:2]
+    assert float(needed) > 0 and unit in ("KB", "MB") and " are free now" in error
+    assert "Traceback" not in error
+    monkeypatch.setattr(pipeline, "_write_shard", write_shard)
+    done = (out / "shards" / "score" / "00001" / "shard.json").stat().st_mtime_ns
+    assert resume(pool_file, out) == 0
+    assert (out / "shards" / "score" / "00001" / "shard.json").stat().st_mtime_ns == done
+
+
+def test_a_read_only_output_folder_is_one_line(pool_file, tmp_path, monkeypatch, capsys):  # noqa: F811
+    import errno
+
+    import deita_hf.pipeline as pipeline
+
+    def read_only(path, *args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system", str(path))
+
+    monkeypatch.setattr(pipeline, "_write_text_atomic", read_only)
+    assert resume(pool_file, tmp_path / "out") == 1
+    error = capsys.readouterr().err
+    assert f"error: cannot write {tmp_path / 'out' / 'shards' / 'score' / 'plan.json'}: Read-only file system" in error
+    assert "choose another --output_dir" in error
+
+
+def test_a_device_that_is_not_there_is_one_line_before_any_work(pool_file, tmp_path, capsys):  # noqa: F811
+    import torch
+
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    assert resume(pool_file, tmp_path / "out", "--device", f"cuda:{count + 7}") == 1
+    error = capsys.readouterr().err
+    expected = "has no CUDA GPU" if count == 0 else f"has {count} CUDA GPU(s)"
+    assert f"error: --device 'cuda:{count + 7}': this machine {expected}" in error
+    assert not (tmp_path / "out").exists()

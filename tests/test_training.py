@@ -547,3 +547,16 @@ def test_no_row_left_to_train_on_is_a_clear_error(kind, tiny_base, tmp_path):
     trainer, data = _trainer(kind, tiny_base, _rows(kind, set(range(8))), tmp_path)
     with pytest.raises(ValueError, match="max_length=64 leaves nothing to train on"):
         check_dropped_rows(trainer, data["deita_hf_input_row"], max_dropped_share=1.0)
+
+
+@pytest.mark.parametrize("where", ["../elsewhere", "absolute", "link"])
+def test_a_summary_naming_a_dataset_outside_its_folder_is_refused(tmp_path, where):
+    run = tmp_path / "run"
+    run.mkdir()
+    Dataset.from_list([{**SHAREGPT, "id": "elsewhere"}]).save_to_disk(tmp_path / "elsewhere")
+    name = {"../elsewhere": "../elsewhere", "absolute": str(tmp_path / "elsewhere"), "link": "selected"}[where]
+    if where == "link":
+        (run / "selected").symlink_to(tmp_path / "elsewhere")
+    (run / "summary.json").write_text(json.dumps({"outputs": {"dataset": name}}))
+    with pytest.raises(ValueError, match=f"names the dataset '{name}', which is not inside {run}"):
+        load_training_data(str(run))
