@@ -361,6 +361,8 @@ def output_lock(output_dir: Path, info: ProcessInfo, command_line: str | None) -
         return
     from filelock import FileLock, Timeout
 
+    if output_dir.exists() and not output_dir.is_dir():
+        raise PipelineError(f"--output_dir {output_dir} is a file, not a folder")
     output_dir.mkdir(parents=True, exist_ok=True)
     path = output_dir / LOCK_FILE
     lock = FileLock(str(path))
