@@ -299,7 +299,8 @@ def check_input_outside_outputs(dataset_name: str, output_dir: Path) -> None:
 
 
 def _files_of_finished_run(output_dir: Path) -> list[str]:
-    """The top-level entries that the finished run in ``output_dir`` wrote, from its summary.json."""
+    """The top-level entries that the finished run in ``output_dir`` wrote, from its summary.json, and its work
+    folder shards/ (kept with ``keep_shards``)."""
     try:
         files = json.loads((output_dir / SUMMARY_FILE).read_text()).get("files")
     except (OSError, ValueError, AttributeError):
@@ -307,7 +308,7 @@ def _files_of_finished_run(output_dir: Path) -> list[str]:
     if not isinstance(files, list) or not all(isinstance(name, str) for name in files):
         # A summary of an older version, or a damaged one: the names a run may write.
         return list(OUTPUT_ENTRIES)
-    return [name for name in files if name in OUTPUT_ENTRIES or name == SHARDS_DIR]
+    return [name for name in files if name in OUTPUT_ENTRIES] + [SHARDS_DIR]
 
 
 def prepare_output_dir(output_dir: Path, overwrite: bool, info: ProcessInfo) -> str:

@@ -74,7 +74,7 @@ def test_overwrite_of_a_finished_run_removes_only_the_files_it_wrote(finished_sc
     out = tmp_path / "out"
     shutil.copytree(finished_score, out)
     assert json.loads((out / "summary.json").read_text())["files"] == [
-        "pool", "pool.parquet", "recipe.yaml", "shards", "summary.json"
+        "pool", "pool.parquet", "recipe.yaml", "summary.json"
     ]  # fmt: skip
     (out / "notes.txt").write_text("kept")
     (out / "selected.jsonl").write_text("not written by the run in this folder")
@@ -239,7 +239,7 @@ def test_a_full_disk_says_the_space_needed_and_that_rerunning_resumes(pool_file,
     assert "run the same command again: it resumes from the finished shards" in error
     needed, unit = error.split("the run needs about ")[1].split()[:2]
     assert float(needed) > 0 and unit in ("KB", "MB") and " are free now" in error
-    assert "Traceback" not in error
+    assert "OSError" not in error and "Errno" not in error
     monkeypatch.setattr(pipeline, "_write_shard", write_shard)
     done = (out / "shards" / "score" / "00001" / "shard.json").stat().st_mtime_ns
     assert resume(pool_file, out) == 0
