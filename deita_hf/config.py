@@ -419,7 +419,14 @@ _MINIMUM = {
     "embedding_max_length": 2,
     "budget": 1,
     "ddp_timeout": 1,
+    "lm_eval_limit": 1,
+    "max_questions": 1,
+    "generation_batch_size": 1,
+    "mt_bench_max_new_tokens": 1,
+    "alpaca_eval_max_new_tokens": 1,
 }
+# Text fields that also take a number (lm-eval's batch size: a number or "auto").
+_TEXT_OR_NUMBER = {"lm_eval_batch_size"}
 
 
 def _type_name(annotation: Any) -> str:
@@ -457,6 +464,8 @@ def check_types(group: Any, recipe: str | os.PathLike | None = None) -> None:
             if value is None:
                 continue
             annotation = options[0]
+        if f.name in _TEXT_OR_NUMBER and _fits(value, int):
+            continue
         if not _fits(value, annotation):
             raise ValueError(
                 f"{where}{f.name} must be {_type_name(annotation)}, got {value!r} ({type(value).__name__})"
