@@ -348,7 +348,7 @@ class Embedder(LazyModel):
     ) -> dict[str, Any]:
         """Embeddings of a batch or one row; see :func:`deita_hf.modeling.read_map_call` for how a call is read."""
         format = self.format or detect_format(list(batch))
-        call = read_map_call(batch, map_args, batched, indices, rank, lambda: is_batched(batch, format))
+        call = read_map_call(self, batch, map_args, batched, indices, rank, lambda: is_batched(batch, format))
         self.load(call.rank)
         rows = list(iter_batch_rows(batch)) if call.batched else [dict(batch)]
         if call.indices is None:

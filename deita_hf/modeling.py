@@ -405,9 +405,10 @@ class MapCall:
 _MAP_FRAME_DEPTH = 8
 
 
-def _map_flags() -> tuple[bool, bool, bool] | None:
-    """``(batched, with_indices, with_rank)`` of the ``Dataset.map`` or ``IterableDataset.map`` call that is
-    running the callable, read from that call itself; None when the callable was called directly."""
+def _map_flags(function: Any) -> tuple[bool, bool, bool] | None:
+    """``(batched, with_indices, with_rank)`` of the ``Dataset.map`` or ``IterableDataset.map`` call that runs
+    ``function`` itself, read from that call; None when it was called directly (or from a function that map
+    runs, which passes its own arguments)."""
     from datasets import Dataset
     from datasets.iterable_dataset import MappedExamplesIterable
 
@@ -418,15 +419,20 @@ def _map_flags() -> tuple[bool, bool, bool] | None:
             return None
         if frame.f_code is map_single:
             local = frame.f_locals
+            if local.get("function") is not function:
+                return None
             return bool(local["batched"]), bool(local["with_indices"]), bool(local["with_rank"])
         owner = frame.f_locals.get("self")
         if isinstance(owner, MappedExamplesIterable):  # IterableDataset.map has no with_rank
+            if owner.function is not function:
+                return None
             return bool(owner.batched), bool(owner.with_indices), False
         frame = frame.f_back
     return None
 
 
 def read_map_call(
+    function: Any,
     batch: Mapping[str, Any],
     map_args: tuple[Any, ...],
     batched: bool | None,
@@ -434,7 +440,8 @@ def read_map_call(
     rank: int | None,
     looks_batched: Callable[[], bool],
 ) -> MapCall:
-    """How the callable was called, from the ``Dataset.map`` call that runs it, never from the values.
+    """How ``function`` (a scorer or embedder) was called, from the ``Dataset.map`` call that runs it, never
+    from the values.
 
     - Called by ``Dataset.map`` / ``IterableDataset.map``: ``batched``, ``with_indices`` and ``with_rank`` are
       those of the map call, and the extra positional arguments are read in map's order (indices, rank).
@@ -442,7 +449,7 @@ def read_map_call(
       arguments are read as map passes them (indices, then rank). Without ``batched=``, ``looks_batched``
       decides (a batch holds one list of values per column), and refuses when the values cannot tell.
     """
-    flags = _map_flags()
+    flags = _map_flags(function)
     if flags is not None:
         map_batched, with_indices, with_rank = flags
         expected = int(with_indices) + int(with_rank)

@@ -318,7 +318,7 @@ class TurnScorer(LazyModel):
         rank: int | None = None,
     ) -> dict[str, Any]:
         """Scores of a batch or one row; see :func:`deita_hf.modeling.read_map_call` for how a call is read."""
-        call = _read_call(batch, map_args, batched, indices, rank, self.format)
+        call = _read_call(self, batch, map_args, batched, indices, rank, self.format)
         self.load(call.rank)
         scores = _score_rows(batch, call, self.format, self.on_error, [self], self.count)
         return {self.column: scores[0]}
@@ -376,6 +376,7 @@ class QualityScorer(TurnScorer):
 
 
 def _read_call(
+    function: Any,
     batch: Mapping[str, Any],
     map_args: tuple[Any, ...],
     batched: bool | None,
@@ -383,7 +384,7 @@ def _read_call(
     rank: int | None,
     format: str | None,
 ) -> MapCall:
-    return read_map_call(batch, map_args, batched, indices, rank, lambda: is_batched(batch, format))
+    return read_map_call(function, batch, map_args, batched, indices, rank, lambda: is_batched(batch, format))
 
 
 def _score_rows(
@@ -481,7 +482,7 @@ class DeitaScorer:
         rank: int | None = None,
     ) -> dict[str, Any]:
         """Scores of a batch or one row; see :func:`deita_hf.modeling.read_map_call` for how a call is read."""
-        call = _read_call(batch, map_args, batched, indices, rank, self.format)
+        call = _read_call(self, batch, map_args, batched, indices, rank, self.format)
         self.complexity.load(call.rank)
         self.quality.load(call.rank)
         complexity, quality = _score_rows(

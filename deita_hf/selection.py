@@ -328,7 +328,7 @@ class _EmbeddingReader:
         self.files.close()
 
 
-def _unit_block(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _unit_block_marked(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The unit vectors of a block, and which rows have a NaN or infinite value or are zero vectors. A bad
     row's vector is set to zeros, so that it cannot change what is decided for the rows before it."""
     finite = np.isfinite(vectors).all(axis=1)
@@ -336,6 +336,13 @@ def _unit_block(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray
     zero = finite & ~np.isfinite(unit).all(axis=1)
     unit[~finite | zero] = 0
     return unit, ~finite, zero
+
+
+def _unit_block(vectors: np.ndarray, rows: np.ndarray, name: str) -> np.ndarray:
+    """The unit vectors of ``rows``; a zero or non-finite vector among them is an error naming its rows."""
+    unit, nonfinite, zero = _unit_block_marked(vectors)
+    _refuse_bad_vectors(rows, nonfinite, zero, name)
+    return unit
 
 
 def _refuse_bad_vectors(rows: np.ndarray, nonfinite: np.ndarray, zero: np.ndarray, name: str) -> None:
@@ -523,7 +530,7 @@ def select_indices(
             rate = k / examined if examined else 1.0
             size = min(block_size, math.ceil((capacity - k) / max(rate, 1e-3) * 1.1) + 16, n - examined)
             rows = order[examined : examined + size]
-            unit, nonfinite, zero = _unit_block(reader.read(rows))
+            unit, nonfinite, zero = _unit_block_marked(reader.read(rows))
             selected[k : k + size] = torch.from_numpy(unit).to(device)
             # Against the selected rows, then against the block itself. A product whose width is a
             # multiple of 16 runs up to 1.4x faster on a CPU; the extra columns are ignored.

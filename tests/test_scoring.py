@@ -517,3 +517,12 @@ def test_num_proc_2_counts_the_unreadable_rows_of_every_worker(tmp_path):
     one = DeitaScorer(path, path, progress=False, on_error="nan", max_length=64)
     Dataset.from_dict(rows).map(one, batched=True, batch_size=3, num_proc=2, load_from_cache_file=False)
     assert one.stats == {"unreadable_rows": 4}  # another scorer's workers count for it alone
+
+
+def test_a_scorer_called_from_a_mapped_function_follows_that_call(tiny_llama, byte_tokenizer):
+    ds = Dataset.from_dict(ALPACA_BATCH)
+    scorer = make(ComplexityScorer, tiny_llama, byte_tokenizer)
+    expected = scorer(ALPACA_BATCH, batched=True)["complexity_scores"]
+    out = ds.map(lambda batch, indices: scorer(batch, indices=indices), batched=True, with_indices=True)
+    for a, b in zip(out["complexity_scores"], expected):
+        assert a == pytest.approx(b, abs=1e-5)
