@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from datasets import load_from_disk
-from test_pipeline import MODELS, SCORE_MODELS, as_rows, deita_cache, pool_file, run_cli  # noqa: F401
+from test_pipeline import MODELS, SCORE_MODELS, as_rows, deita_cache, load_folder, pool_file, run_cli  # noqa: F401
 
 SMALL = ["--max_rows", 16, "--shard_size", 4]
 ARROW = "data-00000-of-00001.arrow"
@@ -48,7 +48,7 @@ def test_an_input_inside_the_output_folder_is_refused_before_anything_is_removed
     assert run_cli("embed", "--dataset_name", out / "pool", "--output_dir", out, *MODELS[4:6], "--overwrite") == 1
     assert "is the output pool of --output_dir" in capsys.readouterr().err
     assert sorted(p.name for p in out.iterdir()) == before
-    assert len(load_from_disk(str(out / "pool"))) == 16
+    assert len(load_folder(out / "pool")) == 16
 
 
 def test_an_input_file_named_like_an_output_is_never_deleted(pool_file, tmp_path, capsys):  # noqa: F811
@@ -211,7 +211,7 @@ def test_select_on_an_earlier_selection_replaces_its_similarity_column(tmp_path,
     Dataset.from_dict(rows).save_to_disk(str(tmp_path / "earlier"))
     assert run_cli("select", "--dataset_name", tmp_path / "earlier", "--output_dir", tmp_path / "out",
                    "--budget", 3) == 0  # fmt: skip
-    selected = load_from_disk(str(tmp_path / "out" / "selected"))
+    selected = load_folder(tmp_path / "out" / "selected")
     assert selected["prompt"] == ["a", "b", "d"]
     assert selected.column_names.count("nearest_selected_similarity") == 1
     assert selected["nearest_selected_similarity"][1] == pytest.approx(0.0)
