@@ -94,7 +94,7 @@ def _text(value: Any, row: int | None, what: str) -> str:
 def _content(value: Any, row: int | None, what: str) -> str:
     """A message's text: a string, or a list of text parts joined with newlines."""
     if isinstance(value, str):
-        return value
+        return _text(value, row, what)
     if not isinstance(value, (list, tuple)):
         raise RowError(row, f"{what} must be a string or a list of text parts, got {type(value).__name__}")
     texts = []
@@ -106,7 +106,7 @@ def _content(value: Any, row: int | None, what: str) -> str:
                 f"{what}[{k}] is a {kind!r} part; deita-hf reads text only ({{'type': 'text', 'text': ...}}): "
                 "drop the other parts or the row",
             )
-        texts.append(part["text"])
+        texts.append(_text(part["text"], row, f"{what}[{k}].text"))
     return "\n".join(texts)
 
 
@@ -166,7 +166,7 @@ def _part(row_data: Mapping[str, Any], column: str, role: str, row: int | None) 
     """A column that holds a string (one message of ``role``) or a list of messages (TRL's conversational form)."""
     value = _column(row_data, column, row)
     if isinstance(value, str):
-        return [{"role": role, "content": value}]
+        return [{"role": role, "content": _text(value, row, column)}]
     if isinstance(value, (list, tuple)):
         return _from_messages(row_data, row, column)
     raise RowError(row, f"{column} must be a string or a list of messages, got {type(value).__name__}")

@@ -466,7 +466,7 @@ def test_a_batch_whose_first_row_is_none_is_a_batch(tiny_llama, byte_tokenizer):
 def test_unbatched_with_indices_names_the_dataset_row(tiny_llama, byte_tokenizer):
     ds = Dataset.from_dict({"prompt": ["a", "b", None], "response": ["x", "y", "z"]})
     scorer = make(ComplexityScorer, tiny_llama, byte_tokenizer)
-    with pytest.raises(RowError, match="row 2: prompt must be a string, got NoneType"):
+    with pytest.raises(RowError, match="row 2: prompt must be a string or a list of messages, got NoneType"):
         ds.map(scorer, with_indices=True)
     assert scorer._device == torch.device("cpu")
 

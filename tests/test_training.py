@@ -476,19 +476,26 @@ def _numbered_sample(rows, size):
     return sample_rows(number_rows(Dataset.from_list(rows)), size, seed=42)
 
 
+def _a_sampled_row_off_its_place(rows, size):
+    """An input row that the sample keeps at another position, so that a position would name the wrong row."""
+    sampled = list(_numbered_sample(rows, size)["deita_hf_input_row"])
+    row = next(r for position, r in enumerate(sampled) if r != position)
+    return row
+
+
 def test_an_sft_error_after_sampling_names_the_input_row():
     rows = [{"prompt": f"q{i}", "response": f"a{i}"} for i in range(10)]
-    rows[7]["response"] = ""
-    sample = _numbered_sample(rows, 6)
-    assert 7 in sample["deita_hf_input_row"] and sample["deita_hf_input_row"].index(7) != 7
-    with pytest.raises(RowError, match="row 7: the conversation has no non-empty assistant message"):
-        to_messages_dataset(sample)
+    bad = _a_sampled_row_off_its_place(rows, 6)
+    rows[bad]["response"] = ""
+    with pytest.raises(RowError, match=f"row {bad}: the conversation has no non-empty assistant message"):
+        to_messages_dataset(_numbered_sample(rows, 6))
 
 
 def test_a_dpo_error_after_sampling_names_the_input_row():
     rows = [{"prompt": f"q{i}", "chosen": f"a{i}", "rejected": f"b{i}"} for i in range(10)]
-    rows[7]["chosen"] = ""
-    with pytest.raises(RowError, match="row 7: the conversation has no non-empty assistant message"):
+    bad = _a_sampled_row_off_its_place(rows, 6)
+    rows[bad]["chosen"] = ""
+    with pytest.raises(RowError, match=f"row {bad}: the conversation has no non-empty assistant message"):
         to_preference_dataset(_numbered_sample(rows, 6))
 
 
