@@ -212,7 +212,7 @@ def test_select_with_push_to_hub_pushes_the_finished_selection(selection_run, fa
     assert "hub        https://huggingface.co/datasets/me/x" in capsys.readouterr().out
 
 
-def test_a_push_uploads_only_the_generated_report_files_and_no_link(selection_run, fake_hub, tmp_path):
+def test_a_push_uploads_only_the_generated_files_and_no_link(selection_run, fake_hub, tmp_path):
     out = tmp_path / "out"
     shutil.copytree(selection_run, out)
     secret = tmp_path / "secret.txt"
@@ -221,6 +221,8 @@ def test_a_push_uploads_only_the_generated_report_files_and_no_link(selection_ru
     (out / "report" / "link.txt").symlink_to(secret)
     (out / "report" / "scores.png").unlink()
     (out / "report" / "scores.png").symlink_to(secret)
+    (out / "selected" / "data" / "extra.parquet").symlink_to(secret)
+    (out / "selected" / "data" / "notes.txt").write_text("my notes")
     push_selection(out, "me/deita-selection")
     uploaded = fake_hub.instances[0].uploaded
     files = sorted(str(p.relative_to(uploaded)) for p in uploaded.rglob("*"))
