@@ -69,7 +69,7 @@ def main() -> None:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
 
     from deita_hf import Embedder
-    from deita_hf.tiny import tiny_causal_lm
+    from deita_hf.testing import tiny_causal_lm
 
     folder = tempfile.TemporaryDirectory(prefix="bench-embedding-")
     tokenizer = mistral_tokenizer(Path(folder.name))

@@ -28,8 +28,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from chat_server import Canned, ChatServer, fake_model  # noqa: E402
 
-from deita_hf.generation import OpenAIChat  # noqa: E402
-from deita_hf.scorer_data import main as make_scorer_data  # noqa: E402
+from deita_hf.scorers.data import main as make_scorer_data  # noqa: E402
+from deita_hf.scorers.generation import OpenAIChat  # noqa: E402
 
 POOL = ROOT.parent / "shared" / "data" / "alpaca_eval_pool.jsonl"
 

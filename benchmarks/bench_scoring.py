@@ -27,15 +27,14 @@ import torch
 
 from deita_hf import ComplexityScorer, QualityScorer
 from deita_hf.modeling import resolve_device, resolve_dtype
-from deita_hf.reference import reference_score
-from deita_hf.tiny import tiny_causal_lm
+from deita_hf.testing import reference_score, tiny_causal_lm
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "alpaca_eval_pool.jsonl"
 SIZES = {
     "tiny": dict(
         hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, intermediate_size=128
     ),
-    # The usual 0.02 init: the activation scale of a trained model (see deita_hf.tiny.tiny_causal_lm).
+    # The usual 0.02 init: the activation scale of a trained model (see deita_hf.testing.tiny_causal_lm).
     "150m": dict(
         hidden_size=1024,
         num_hidden_layers=8,

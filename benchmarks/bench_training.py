@@ -1,6 +1,6 @@
 """Training data preparation throughput, and the share of tokens that carry the loss.
 
-Runs the SFT data path of ``deita_hf.sft`` on the real AlpacaEval pool (``../shared/data``, 3,220 conversations):
+Runs the SFT data path of ``deita_hf.training.sft`` on the real AlpacaEval pool (``../shared/data``, 3,220 conversations):
 rows -> ``messages`` (``to_messages_dataset``) -> TRL's tokenization with the Vicuna v1.1 template and the
 assistant-only labels, with the real Mistral-7B-v0.1 tokenizer (from mistral-common), then the DPO data path on
 the 789 preference pairs. Prints rows/s and the fraction of tokens that are trained.
@@ -28,7 +28,7 @@ def mistral_tokenizer(folder: Path):
 
     shutil.copyfile(Path(mistral_common.__file__).parent / "data" / "tokenizer.model.v1", folder / "tokenizer.model")
     LlamaTokenizer.from_pretrained(folder, legacy=True).save_pretrained(folder)
-    from deita_hf.training import load_tokenizer
+    from deita_hf.chat_template import load_tokenizer
 
     return load_tokenizer(str(folder))
 
@@ -37,9 +37,10 @@ def main() -> None:
     from datasets import disable_caching
     from trl import DPOConfig, DPOTrainer, SFTTrainer
 
-    from deita_hf.sft import SFTConfig
-    from deita_hf.tiny import tiny_causal_lm
-    from deita_hf.training import load_training_data, to_messages_dataset, to_preference_dataset
+    from deita_hf.io import load_training_data
+    from deita_hf.testing import tiny_causal_lm
+    from deita_hf.training.data import to_messages_dataset, to_preference_dataset
+    from deita_hf.training.sft import SFTConfig
 
     disable_caching()
     with tempfile.TemporaryDirectory() as tmp:

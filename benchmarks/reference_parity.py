@@ -203,10 +203,11 @@ def compare(args: argparse.Namespace) -> None:
     from datasets import Dataset, disable_caching
     from trl import DPOConfig, DPOTrainer, SFTTrainer
 
+    from deita_hf.chat_template import load_tokenizer
     from deita_hf.embedding import vicuna_text
-    from deita_hf.sft import SFTConfig
-    from deita_hf.tiny import tiny_causal_lm
-    from deita_hf.training import load_tokenizer, to_messages_dataset, to_preference_dataset
+    from deita_hf.testing import tiny_causal_lm
+    from deita_hf.training.data import to_messages_dataset, to_preference_dataset
+    from deita_hf.training.sft import SFTConfig
 
     disable_caching()
     ref = json.loads(Path(args.reference).read_text())

@@ -11,7 +11,7 @@ with empty text renders as its bare role (``"ASSISTANT:"``); the text after BOS 
 TRL's ``assistant_only_loss=True`` trains on exactly those tokens, as Deita's SFT did. With
 ``add_generation_prompt=True`` the text ends with ``"ASSISTANT:"``.
 
->>> from deita_hf.tiny import byte_bpe_tokenizer
+>>> from deita_hf.testing import byte_bpe_tokenizer
 >>> tokenizer = set_vicuna_chat_template(byte_bpe_tokenizer())
 >>> text = tokenizer.apply_chat_template([{"role": "user", "content": "Hi"}], tokenize=False, add_generation_prompt=True)
 >>> text[-19:]
@@ -85,7 +85,7 @@ def set_vicuna_chat_template(tokenizer: Any, label_space_before_answer: bool = F
     The template writes the tokenizer's ``bos_token`` and ``eos_token`` (``<s>`` and ``</s>`` for LLaMA and
     Mistral), so the tokenizer must have both.
 
-    >>> from deita_hf.tiny import byte_bpe_tokenizer
+    >>> from deita_hf.testing import byte_bpe_tokenizer
     >>> tokenizer = set_vicuna_chat_template(byte_bpe_tokenizer())
     >>> tokenizer.apply_chat_template(
     ...     [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}], tokenize=False
@@ -148,3 +148,26 @@ def load_chat_tokenizer(
     if chat_template == "vicuna" or (chat_template == "auto" and not tokenizer.chat_template):
         set_vicuna_chat_template(tokenizer)
     return tokenizer
+
+
+# -- tokenizer ----------------------------------------------------------------------------------------------------
+def load_tokenizer(
+    model_name_or_path: str,
+    revision: str = "main",
+    trust_remote_code: bool = False,
+    label_space_before_answer: bool = False,
+) -> Any:
+    """The tokenizer of ``model_name_or_path`` with the Vicuna v1.1 chat template of the Deita models and a pad
+    token (``<unk>`` where the tokenizer has none, as in Deita's training code; else EOS).
+
+    A LLaMA/Mistral SentencePiece tokenizer (``LlamaTokenizer``) is loaded with ``legacy=True``, the behaviour
+    of the tokenizer Deita trained with: each piece of text after a special token starts a new word, so the
+    template's ``<s>A chat`` gives ``▁A`` (as the reference's BOS + text did) and ``</s>USER`` gives ``▁US``.
+    transformers 5 loads these tokenizers non-legacy unless told, and does not save the setting; it is written
+    to the tokenizer config so that the trained model's tokenizer reloads the same way.
+
+    ``label_space_before_answer`` sets the template variant that trains a bare space token before an answer
+    (see :func:`deita_hf.chat_template.vicuna_chat_template`).
+    """
+    tokenizer = load_chat_tokenizer(model_name_or_path, revision, trust_remote_code, chat_template="vicuna")
+    return set_vicuna_chat_template(tokenizer, label_space_before_answer) if label_space_before_answer else tokenizer

@@ -29,10 +29,10 @@ from .modeling import ModelSourceError
 
 # Commands whose module parses its own flags: command -> module with main(argv).
 DISPATCHED = {
-    "sft": "deita_hf.sft",
-    "dpo": "deita_hf.dpo",
-    "make-scorer-data": "deita_hf.scorer_data",
-    "train-scorer": "deita_hf.scorer_training",
+    "sft": "deita_hf.training.sft",
+    "dpo": "deita_hf.training.dpo",
+    "make-scorer-data": "deita_hf.scorers.data",
+    "train-scorer": "deita_hf.training.scorer",
 }
 
 DESCRIPTIONS = {
@@ -109,8 +109,8 @@ def _setup_logging(verbose: bool = False) -> None:
 
 def _report(argv: list[str]) -> int:
     from .config import make_parser
+    from .errors import PipelineError
     from .hub import push_selection
-    from .pipeline import PipelineError
     from .report import remake_report
 
     parser = make_parser([HubArguments], prog="deita-hf report", description=DESCRIPTIONS["report"], recipe=False)
@@ -163,7 +163,8 @@ def main(argv: list[str] | None = None) -> int:
     deita-hf 0.1.0
     0
     """
-    from .pipeline import PipelineError, run_command
+    from .errors import PipelineError
+    from .pipeline import run_command
 
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):

@@ -12,7 +12,7 @@ Two kinds of model are supported:
 
 Embeddings are stored unnormalised as float32; the selection normalises them.
 
->>> from deita_hf.tiny import byte_bpe_tokenizer, tiny_causal_lm
+>>> from deita_hf.testing import byte_bpe_tokenizer, tiny_causal_lm
 >>> tokenizer = byte_bpe_tokenizer()
 >>> embedder = Embedder(tiny_causal_lm(tokenizer), tokenizer)
 >>> out = embedder({"messages": [[{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]]})
@@ -330,7 +330,7 @@ class Embedder(LazyModel):
     def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
         """Embeddings of already rendered texts, an ``(n, d)`` float32 array in input order.
 
-        >>> from deita_hf.tiny import byte_bpe_tokenizer, tiny_causal_lm
+        >>> from deita_hf.testing import byte_bpe_tokenizer, tiny_causal_lm
         >>> tokenizer = byte_bpe_tokenizer()
         >>> Embedder(tiny_causal_lm(tokenizer), tokenizer, progress=False).embed_texts(["a", "b c"]).shape
         (2, 32)

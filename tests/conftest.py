@@ -26,7 +26,7 @@ def shared_data() -> Path:
 @pytest.fixture(scope="session")
 def byte_tokenizer():
     """A small self-made byte-level BPE tokenizer (digits are single tokens, BOS added)."""
-    from deita_hf.tiny import byte_bpe_tokenizer
+    from deita_hf.testing import byte_bpe_tokenizer
 
     return byte_bpe_tokenizer()
 
@@ -100,7 +100,7 @@ def released_layout_scorer(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_llama(byte_tokenizer):
     """A tiny random-weight LLaMA over the byte tokenizer (fp32, seed 0)."""
-    from deita_hf.tiny import tiny_causal_lm
+    from deita_hf.testing import tiny_causal_lm
 
     return tiny_causal_lm(byte_tokenizer, seed=0)
 
@@ -108,7 +108,7 @@ def tiny_llama(byte_tokenizer):
 @pytest.fixture(scope="session")
 def tiny_mistral(mistral_tokenizer):
     """A tiny random-weight Mistral over the real Mistral tokenizer (32000 tokens, fp32, seed 0)."""
-    from deita_hf.tiny import tiny_causal_lm
+    from deita_hf.testing import tiny_causal_lm
 
     return tiny_causal_lm(mistral_tokenizer, seed=0, architecture="mistral")
 

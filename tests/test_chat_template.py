@@ -135,9 +135,9 @@ def test_sft_labels_exactly_the_assistant_tokens_and_their_eos(mistral_tokenizer
     from datasets import Dataset
     from trl import SFTTrainer
 
-    from deita_hf.sft import SFTConfig
-    from deita_hf.tiny import tiny_causal_lm
-    from deita_hf.training import to_messages_dataset
+    from deita_hf.testing import tiny_causal_lm
+    from deita_hf.training.data import to_messages_dataset
+    from deita_hf.training.sft import SFTConfig
 
     tokenizer = set_vicuna_chat_template(copy.deepcopy(mistral_tokenizer))
     args = SFTConfig(
@@ -148,7 +148,7 @@ def test_sft_labels_exactly_the_assistant_tokens_and_their_eos(mistral_tokenizer
         report_to="none",
         dataset_num_proc=None,
     )
-    assert args.assistant_only_loss is True  # Deita's default in deita_hf.sft.SFTConfig
+    assert args.assistant_only_loss is True  # Deita's default in deita_hf.training.sft.SFTConfig
     trainer = SFTTrainer(
         model=tiny_causal_lm(tokenizer, architecture="mistral"),
         args=args,

@@ -178,7 +178,7 @@ def test_embedder_pickles_without_weights_and_has_a_stable_fingerprint():
 
 
 def test_new_weights_in_the_same_folder_are_embedded_again_not_served_from_the_cache(tmp_path):
-    from deita_hf.tiny import save_tiny_scorer
+    from deita_hf.testing import save_tiny_scorer
 
     path = str(save_tiny_scorer(tmp_path / "model", seed=0))
     rows = {"messages": [[{"role": "user", "content": f"Question {i}"}, {"role": "assistant", "content": "Yes"}]
@@ -252,7 +252,7 @@ def test_sentence_embeddings_of_paraphrases_are_closer_than_of_unrelated_texts(m
 def test_loading_from_a_causal_lm_checkpoint_prints_no_load_report_for_its_unused_head(tmp_path, capfd):
     import transformers
 
-    from deita_hf.tiny import save_tiny_scorer
+    from deita_hf.testing import save_tiny_scorer
 
     folder = save_tiny_scorer(tmp_path / "causal-lm")
     verbosity = transformers.utils.logging.get_verbosity()

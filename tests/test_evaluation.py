@@ -66,7 +66,7 @@ TASK_ROWS = [
 @pytest.fixture(scope="module")
 def tiny_model_dir(tmp_path_factory) -> Path:
     """A tiny random LLaMA and the byte tokenizer (no chat template of its own: `auto` picks Vicuna v1.1)."""
-    from deita_hf.tiny import byte_bpe_tokenizer, tiny_causal_lm
+    from deita_hf.testing import byte_bpe_tokenizer, tiny_causal_lm
 
     path = tmp_path_factory.mktemp("tiny-chat")
     tokenizer = byte_bpe_tokenizer()

@@ -6,9 +6,9 @@ import pytest
 from chat_server import ChatServer, fake_model, is_retry
 
 from deita_hf.constants import EVOL_COMPLEXITY_OPERATIONS, EVOL_QUALITY_OPERATIONS
-from deita_hf.evol import Seed, evol_messages, evolve, operation_plan, parse_evolved, seeds_from_rows
 from deita_hf.formats import RowError
-from deita_hf.generation import MalformedReply, OpenAIChat, Reply
+from deita_hf.scorers.evol import Seed, evol_messages, evolve, operation_plan, parse_evolved, seeds_from_rows
+from deita_hf.scorers.generation import MalformedReply, OpenAIChat, Reply
 
 SEEDS = [Seed("0:0", "Name a primary color.", "Red."), Seed("1:0", "Add 2 and 3.", "5.")]
 
@@ -104,7 +104,7 @@ def test_an_evolution_that_stays_malformed_stops_and_is_reported():
 
 
 def test_a_failed_request_stops_the_seed_and_is_reported(monkeypatch):
-    from deita_hf import generation
+    from deita_hf.scorers import generation
 
     monkeypatch.setattr(generation, "_sleep", lambda seconds: None)
 

@@ -7,8 +7,8 @@ import copy
 import pytest
 from chat_server import Canned, ChatServer
 
-from deita_hf import generation
-from deita_hf.generation import (
+from deita_hf.scorers import generation
+from deita_hf.scorers.generation import (
     GenerationError,
     MalformedReply,
     OpenAIChat,

@@ -24,7 +24,7 @@ from deita_hf.hub import push_selection, render_card
 
 def load_folder(path):
     """A dataset folder written by deita-hf (Hub layout) or by ``save_to_disk``."""
-    from deita_hf.pipeline import load_input
+    from deita_hf.io import load_input
 
     return load_input(str(path))
 
@@ -107,7 +107,7 @@ def test_the_card_names_each_model_with_its_revision(selection_run, tmp_path):
     summary["models"] = {
         "complexity": {"model": "hkust-nlp/deita-complexity-scorer", "origin": "Hugging Face Hub", "revision": None,
                        "commit": "a" * 40, "random_weights": False},
-        "embedding": {"model": "tiny-random:seed=3", "origin": "random weights, built offline by deita_hf.tiny",
+        "embedding": {"model": "tiny-random:seed=3", "origin": "random weights, built offline by deita_hf.testing",
                       "revision": None, "commit": None, "random_weights": True},
     }  # fmt: skip
     summary["smoke_run"] = True
@@ -116,7 +116,7 @@ def test_the_card_names_each_model_with_its_revision(selection_run, tmp_path):
     text = card.text
     assert "[hkust-nlp/deita-complexity-scorer](https://huggingface.co/hkust-nlp/deita-complexity-scorer)" in text
     assert f"revision `{'a' * 40}`" in text
-    assert "`tiny-random:seed=3` (random weights, built offline by deita_hf.tiny)" in text
+    assert "`tiny-random:seed=3` (random weights, built offline by deita_hf.testing)" in text
     assert "**Smoke run.**" in text and "do not train on it" in text
     assert card.data.pretty_name.startswith("Smoke run: ") and "smoke-test" in card.data.tags
 

@@ -61,8 +61,8 @@ def test_stock_load_dataset_reads_a_pushed_copy_of_the_selection(smoke_run, tmp_
 @pytest.fixture(scope="module")
 def chat_model(tmp_path_factory) -> Path:
     """A tiny random LLaMA whose tokenizer carries a chat template (Vicuna v1.1), saved like a Hub model."""
-    from deita_hf.tiny import save_tiny_scorer
-    from deita_hf.training import load_tokenizer
+    from deita_hf.chat_template import load_tokenizer
+    from deita_hf.testing import save_tiny_scorer
 
     folder = save_tiny_scorer(tmp_path_factory.mktemp("chat") / "tiny-chat", seed=0)
     load_tokenizer(str(folder)).save_pretrained(folder)

@@ -18,14 +18,16 @@ from huggingface_hub import DatasetCard
 from deita_hf.cli import main
 from deita_hf.config import COMMAND_ARGUMENTS, load_recipe, parse_recipe
 from deita_hf.distributed import shard_bounds, shards_of_rank
-from deita_hf.pipeline import PipelineError, load_input, parse_tiny_random, resolve_model
+from deita_hf.errors import PipelineError
+from deita_hf.io import load_input
+from deita_hf.modeling import parse_tiny_random, resolve_model
 from deita_hf.scoring import DeitaScorer
 from deita_hf.selection import deita_select
 
 
 def load_folder(path):
     """A dataset folder written by deita-hf (Hub layout) or by ``save_to_disk``."""
-    from deita_hf.pipeline import load_input
+    from deita_hf.io import load_input
 
     return load_input(str(path))
 

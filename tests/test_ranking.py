@@ -9,13 +9,13 @@ import yaml
 from chat_server import Canned, ChatServer, fake_model, is_retry
 from datasets import load_from_disk
 
-from deita_hf import generation
 from deita_hf.constants import SCORE_DIGITS
-from deita_hf.evol import Evolution
-from deita_hf.generation import MalformedReply, OpenAIChat, TransformersChat
-from deita_hf.ranking import Ranking, parse_ranking, rank, ranking_messages, scorer_rows, shown_order
-from deita_hf.scorer_data import ScorerDataConfig, make_generator
-from deita_hf.scorer_data import main as make_scorer_data_main
+from deita_hf.scorers import generation
+from deita_hf.scorers.data import ScorerDataConfig, make_generator
+from deita_hf.scorers.data import main as make_scorer_data_main
+from deita_hf.scorers.evol import Evolution
+from deita_hf.scorers.generation import MalformedReply, OpenAIChat, TransformersChat
+from deita_hf.scorers.ranking import Ranking, parse_ranking, rank, ranking_messages, scorer_rows, shown_order
 from deita_hf.scoring import ComplexityScorer, QualityScorer
 
 

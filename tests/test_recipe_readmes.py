@@ -43,7 +43,7 @@ def workdir(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("readme-runs")
     (folder / "recipes").symlink_to(REPO_ROOT / "recipes")
     (folder / "deita_hf").symlink_to(REPO_ROOT / "deita_hf")
-    from deita_hf.ranking import Ranking, scorer_rows
+    from deita_hf.scorers.ranking import Ranking, scorer_rows
 
     texts = [f"Question {i}: add {i} and {i}." for i in range(24)]
     rows = scorer_rows(

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from deita_hf import dpo, sft
 from deita_hf.constants import DEITA_6K_DATASET_ID, DEITA_10K_DATASET_ID, PAPER_RESULTS
+from deita_hf.training import dpo, sft
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RECIPES = REPO_ROOT / "recipes"
@@ -167,7 +167,7 @@ def logged_losses(output_dir: Path) -> list[tuple[int, float]]:
 @pytest.fixture(scope="module")
 def base_model(tmp_path_factory) -> Path:
     """The base model of the runs: a tiny random LLaMA with the byte-level tokenizer, saved like a Hub model."""
-    from deita_hf.tiny import save_tiny_scorer
+    from deita_hf.testing import save_tiny_scorer
 
     return save_tiny_scorer(tmp_path_factory.mktemp("base") / "tiny-llama", seed=0)
 

@@ -14,7 +14,7 @@ from datasets import Dataset
 from deita_hf.chat_template import VICUNA_CHAT_TEMPLATE
 from deita_hf.constants import VICUNA_SYSTEM
 from deita_hf.released import RELEASED, load_released_data, load_released_model, released
-from deita_hf.tiny import byte_bpe_tokenizer, save_tiny_scorer
+from deita_hf.testing import byte_bpe_tokenizer, save_tiny_scorer
 
 SPEC_SECTION_9 = {
     "hkust-nlp/deita-complexity-scorer": ("model", "scorer"),

@@ -17,7 +17,7 @@ from deita_hf.report import PLOTS, SMOKE_NOTE, render_markdown
 
 def load_folder(path):
     """A dataset folder written by deita-hf (Hub layout) or by ``save_to_disk``."""
-    from deita_hf.pipeline import load_input
+    from deita_hf.io import load_input
 
     return load_input(str(path))
 

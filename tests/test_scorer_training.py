@@ -10,9 +10,11 @@ from pathlib import Path
 import pytest
 from datasets import Dataset, DatasetDict
 
-from deita_hf.ranking import Ranking, scorer_rows
-from deita_hf.scorer_data import ScorerDataConfig, parse_recipe_args
-from deita_hf.scorer_training import (
+from deita_hf.scorers.data import ScorerDataConfig, parse_recipe_args
+from deita_hf.scorers.ranking import Ranking, scorer_rows
+from deita_hf.scoring import ComplexityScorer, QualityScorer, digit_token_ids
+from deita_hf.testing import tiny_causal_lm
+from deita_hf.training.scorer import (
     ScorerTrainingConfig,
     load_scorer_tokenizer,
     main,
@@ -21,8 +23,6 @@ from deita_hf.scorer_training import (
     tokenize_scorer_data,
     training_types,
 )
-from deita_hf.scoring import ComplexityScorer, QualityScorer, digit_token_ids
-from deita_hf.tiny import tiny_causal_lm
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPES = sorted((REPO / "recipes" / "scorers").glob("*.yaml"))
@@ -184,7 +184,7 @@ def test_each_scorer_recipe_is_one_file_for_both_commands(recipe):
 def test_every_scorer_option_is_in_the_docs():
     import trl
 
-    from deita_hf.scorer_training import ScorerScriptArguments
+    from deita_hf.training.scorer import ScorerScriptArguments
 
     added = {f.name for f in dataclasses.fields(ScorerScriptArguments)} - {
         f.name for f in dataclasses.fields(trl.ScriptArguments)

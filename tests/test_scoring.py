@@ -11,9 +11,8 @@ from datasets.fingerprint import Hasher
 from deita_hf import ComplexityScorer, DeitaScorer, QualityScorer, deita_score
 from deita_hf.constants import COMPLEXITY_PROMPT, QUALITY_PROMPT
 from deita_hf.formats import RowError
-from deita_hf.reference import reference_score
 from deita_hf.scoring import digit_token_ids, expected_score
-from deita_hf.tiny import save_tiny_scorer
+from deita_hf.testing import reference_score, save_tiny_scorer
 
 INSTRUCTIONS = [
     "What is 2+2?",
@@ -190,7 +189,7 @@ def test_a_missing_answer_is_scored_as_an_empty_response(tiny_llama, byte_tokeni
 
 
 def test_deita_score_of_two_turns_is_c1_q1_plus_c2_q2(tiny_llama, byte_tokenizer):
-    from deita_hf.tiny import tiny_causal_lm
+    from deita_hf.testing import tiny_causal_lm
 
     quality_model = tiny_causal_lm(byte_tokenizer, seed=1)
     deita = DeitaScorer(

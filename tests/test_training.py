@@ -11,19 +11,20 @@ from datasets import Dataset, DatasetDict
 
 from deita_hf.constants import CITATION, DEITA_6K_DATASET_ID
 from deita_hf.formats import RowError
-from deita_hf.training import (
-    drop_unanswered_last_turn,
+from deita_hf.io import load_training_data, sample_rows
+from deita_hf.training.common import (
     hyperparameters,
     last_checkpoint,
-    load_training_data,
-    preference_pair,
-    reference_train_split,
     render_model_card,
-    sample_rows,
-    to_messages_dataset,
-    to_preference_dataset,
     training_results,
     upload_output_dir,
+)
+from deita_hf.training.data import (
+    drop_unanswered_last_turn,
+    preference_pair,
+    reference_train_split,
+    to_messages_dataset,
+    to_preference_dataset,
 )
 
 SHAREGPT = {
@@ -195,7 +196,7 @@ def test_fresh_output_dir_starts_from_scratch(tmp_path):
 
 # -- card and push ------------------------------------------------------------------------------------------------
 def test_hyperparameters_spell_out_the_global_batch(tmp_path):
-    from deita_hf.sft import SFTConfig
+    from deita_hf.training.sft import SFTConfig
 
     args = SFTConfig(
         output_dir=str(tmp_path),
@@ -272,7 +273,7 @@ def test_upload_sends_the_output_dir_without_checkpoints(monkeypatch, tmp_path):
 def test_hub_repo_defaults_to_the_output_folder_name(monkeypatch, tmp_path):
     from huggingface_hub import HfApi
 
-    from deita_hf.training import create_hub_repo
+    from deita_hf.training.common import create_hub_repo
 
     created = {}
 
@@ -289,8 +290,8 @@ def test_hub_repo_defaults_to_the_output_folder_name(monkeypatch, tmp_path):
 
 
 def test_sft_main_without_data_says_what_to_set(tmp_path):
-    from deita_hf import sft
-    from deita_hf.tiny import save_tiny_scorer
+    from deita_hf.testing import save_tiny_scorer
+    from deita_hf.training import sft
 
     model = save_tiny_scorer(tmp_path / "model")
     with pytest.raises(ValueError, match="set dataset_name"):
@@ -311,7 +312,7 @@ def test_sft_main_without_data_says_what_to_set(tmp_path):
 def test_llama_tokenizer_loads_legacy_like_deitas_and_reloads_the_same_after_saving(mistral_tokenizer, tmp_path):
     from transformers import AutoTokenizer
 
-    from deita_hf.training import load_tokenizer
+    from deita_hf.chat_template import load_tokenizer
 
     # transformers 5 saves no `legacy` key, so a plain reload of this folder is non-legacy ("<s>A", "</s>USER").
     mistral_tokenizer.save_pretrained(tmp_path / "base")
@@ -336,7 +337,7 @@ def test_llama_tokenizer_loads_legacy_like_deitas_and_reloads_the_same_after_sav
 def fake_trainer(tmp_path, events):
     from transformers import LlamaConfig
 
-    from deita_hf.sft import SFTConfig
+    from deita_hf.training.sft import SFTConfig
 
     args = SFTConfig(
         output_dir=str(tmp_path), hub_model_id="deita-test", bf16=False, activation_checkpointing=False, use_cpu=True
@@ -358,7 +359,7 @@ def fake_trainer(tmp_path, events):
 def test_finish_saves_then_writes_the_card_then_pushes_it(monkeypatch, tmp_path, push_to_hub):
     from huggingface_hub import HfApi
 
-    from deita_hf.training import ScriptArguments, finish
+    from deita_hf.training.common import ScriptArguments, finish
 
     events = []
     monkeypatch.setattr(
@@ -410,7 +411,7 @@ def test_drop_unanswered_last_turn_leaves_out_conversations_ending_with_a_user_m
 
 
 def test_sft_config_parses_the_reference_options():
-    from deita_hf.sft import make_parser
+    from deita_hf.training.sft import make_parser
 
     _, training_args, _ = make_parser().parse_args_and_config(
         ["--output_dir", "out", "--dataset_train_fraction", "0.98", "--drop_unanswered_last_turn", "true",
@@ -471,7 +472,7 @@ def test_a_model_trained_on_a_smoke_selection_says_so(tmp_path):
 
 # -- row numbers and dropped rows ---------------------------------------------------------------------------------
 def _numbered_sample(rows, size):
-    from deita_hf.training import number_rows
+    from deita_hf.training.data import number_rows
 
     return sample_rows(number_rows(Dataset.from_list(rows)), size, seed=42)
 
@@ -501,8 +502,8 @@ def test_a_dpo_error_after_sampling_names_the_input_row():
 
 @pytest.fixture(scope="module")
 def tiny_base(tmp_path_factory):
-    from deita_hf.tiny import save_tiny_scorer
-    from deita_hf.training import load_tokenizer
+    from deita_hf.chat_template import load_tokenizer
+    from deita_hf.testing import save_tiny_scorer
 
     path = save_tiny_scorer(tmp_path_factory.mktemp("base") / "tiny", seed=0)
     return str(path), load_tokenizer(str(path))
@@ -533,7 +534,7 @@ def _rows(kind, long_rows, n=8):
 
 @pytest.mark.parametrize("kind", ["sft", "dpo"])
 def test_rows_that_max_length_empties_are_named_and_counted_before_training(kind, tiny_base, tmp_path, caplog):
-    from deita_hf.training import check_dropped_rows
+    from deita_hf.training.data import check_dropped_rows
 
     trainer, data = _trainer(kind, tiny_base, _rows(kind, {2, 5}), tmp_path)
     sampled = data["deita_hf_input_row"]
@@ -549,7 +550,7 @@ def test_rows_that_max_length_empties_are_named_and_counted_before_training(kind
 
 @pytest.mark.parametrize("kind", ["sft", "dpo"])
 def test_no_row_left_to_train_on_is_a_clear_error(kind, tiny_base, tmp_path):
-    from deita_hf.training import check_dropped_rows
+    from deita_hf.training.data import check_dropped_rows
 
     trainer, data = _trainer(kind, tiny_base, _rows(kind, set(range(8))), tmp_path)
     with pytest.raises(ValueError, match="max_length=64 leaves nothing to train on"):

@@ -3,7 +3,7 @@ with seed 42 from ``HuggingFaceH4/ultrafeedback_binarized`` (``train_prefs``), i
 
 Usage::
 
-    accelerate launch --config_file recipes/accelerate_configs/zero3.yaml -m deita_hf.dpo \\
+    accelerate launch --config_file recipes/accelerate_configs/zero3.yaml -m deita_hf.training.dpo \\
         --config recipes/deita-mistral-7b/dpo.yaml
 
 or ``deita-hf dpo --config ...``. Every TRL ``DPOConfig`` / ``ModelConfig`` flag works in the YAML and on the
@@ -17,26 +17,17 @@ import logging
 
 from trl import DPOConfig, DPOTrainer, ModelConfig, TrlParser, get_peft_config, get_quantization_config
 
-from .pipeline import resolve_model
-from .training import (
-    INPUT_ROW_COLUMN,
-    ScriptArguments,
-    check_dropped_rows,
-    finish,
-    last_checkpoint,
-    load_tokenizer,
-    load_training_data,
-    model_init_kwargs,
-    number_rows,
-    sample_rows,
-    to_preference_dataset,
-)
+from ..chat_template import load_tokenizer
+from ..io import load_training_data, sample_rows
+from ..modeling import resolve_model
+from .common import ScriptArguments, finish, last_checkpoint, model_init_kwargs
+from .data import INPUT_ROW_COLUMN, check_dropped_rows, number_rows, to_preference_dataset
 
 logger = logging.getLogger(__name__)
 
 
 def make_parser() -> TrlParser:
-    # The same script runs as `deita-hf dpo` and as `accelerate launch -m deita_hf.dpo`.
+    # The same script runs as `deita-hf dpo` and as `accelerate launch -m deita_hf.training.dpo`.
     return TrlParser((ScriptArguments, DPOConfig, ModelConfig), prog="deita-hf dpo")
 
 

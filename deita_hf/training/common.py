@@ -1,16 +1,5 @@
-"""Helpers shared by the training entry points :mod:`deita_hf.sft` and :mod:`deita_hf.dpo`.
-
-- data: load training rows from a Hub id, a local file, or the output folder of a deita-hf selection, and
-  turn them into TRL's conversational formats (``messages`` for SFT; ``prompt``/``chosen``/``rejected`` for
-  DPO), with errors that name the row;
-- the tokenizer: the Vicuna v1.1 chat template of the Deita models and a pad token;
-- the model card (``model_cards/model_card.md`` rendered with huggingface_hub's ``ModelCard``) and the push
-  of the output folder to the Hub, on the main process only.
-
->>> from datasets import Dataset
->>> rows = Dataset.from_list([{"conversations": [{"from": "human", "value": "Hi"}, {"from": "gpt", "value": "Hello"}]}])
->>> to_messages_dataset(rows)[0]["messages"]
-[{'role': 'user', 'content': 'Hi'}, {'role': 'assistant', 'content': 'Hello'}]
+"""What ``sft`` and ``dpo`` share: the script arguments, model loading keyword arguments, checkpoints, the
+Deita model card and the push.
 """
 
 from __future__ import annotations
@@ -18,7 +7,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import random
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -28,19 +16,12 @@ from typing import Any
 
 import trl
 
-from .chat_template import load_chat_tokenizer, set_vicuna_chat_template
-from .constants import CITATION, PAPER_RESULTS, RELEASED_SELECTIONS, card_template
-from .formats import RowError, row_messages
+from ..constants import CITATION, PAPER_RESULTS, RELEASED_SELECTIONS, card_template
+from ..io import RECIPE_FILE, SUMMARY_FILE
 
 logger = logging.getLogger(__name__)
 
 MODEL_CARD_TEMPLATE = card_template("model_card.md")
-
-# Files of a deita-hf selection output folder (`deita_hf.pipeline`): the effective recipe and the run summary.
-RECIPE_FILE = "recipe.yaml"
-SUMMARY_FILE = "summary.json"
-# The row number in the input of each training row: errors and dropped rows name it, also after sampling.
-INPUT_ROW_COLUMN = "deita_hf_input_row"
 
 
 @dataclass
@@ -94,268 +75,6 @@ class ScriptArguments(trl.ScriptArguments):
             "help": "Hub id of the released Deita model this recipe reproduces; its paper results go in the card."
         },
     )
-
-
-# -- data ---------------------------------------------------------------------------------------------------------
-def resolve_training_data(name_or_path: str) -> str:
-    """The dataset to train on: for the output folder of a deita-hf selection (``deita-hf run`` / ``select``),
-    the dataset folder that its ``summary.json`` names (``selected/``); otherwise ``name_or_path`` itself."""
-    path = Path(name_or_path).expanduser()
-    summary = path / SUMMARY_FILE
-    if path.is_dir() and summary.is_file():
-        try:
-            dataset = json.loads(summary.read_text(encoding="utf-8")).get("outputs", {}).get("dataset")
-        except (ValueError, AttributeError) as error:
-            raise ValueError(f"{summary} cannot be read ({error}); pass the dataset folder itself.") from None
-        if not isinstance(dataset, str) or not dataset or not (path / dataset).is_dir():
-            raise ValueError(f"{summary} names no dataset folder under 'outputs'; pass the dataset folder itself.")
-        # The dataset must lie inside the output folder: a summary cannot send training to data elsewhere.
-        folder = path.resolve()
-        resolved = (path / dataset).resolve()
-        if folder not in resolved.parents:
-            raise ValueError(
-                f"{summary} names the dataset {dataset!r}, which is not inside {path}; pass the dataset folder "
-                "itself if that is what you mean to train on."
-            )
-        return str(resolved)
-    return name_or_path
-
-
-def load_training_data(
-    name_or_path: str | None, *, split: str = "train", config: str | None = None, revision: str | None = None
-):
-    """Load one split of training data as a ``datasets.Dataset``.
-
-    ``name_or_path`` is the output folder of a deita-hf selection (its selected rows are loaded), a
-    ``save_to_disk`` folder, a local ``.json``/``.jsonl``/``.csv``/``.parquet``/``.arrow`` file, or a Hub
-    dataset id (``hkust-nlp/deita-6k-v0``, read with ``datasets.load_dataset(name_or_path, config, split=split,
-    revision=revision)``).
-
-    >>> import json, tempfile, os
-    >>> path = os.path.join(tempfile.mkdtemp(), "rows.jsonl")
-    >>> with open(path, "w") as f:
-    ...     _ = f.write(json.dumps({"instruction": "Say hi", "output": "Hi"}) + "\\n")
-    >>> load_training_data(path).column_names
-    ['instruction', 'output']
-    """
-    from .pipeline import load_input
-
-    if not name_or_path:
-        raise ValueError("no training data: set dataset_name to a Hub dataset id, a local file or a folder.")
-    return load_input(resolve_training_data(name_or_path), config, split, revision=revision)
-
-
-def sample_indices(n: int, size: int, seed: int = 42) -> list[int]:
-    """The row indices that Deita's DPO sample took (``src/deita/data/sample_ultrafeedback.py`` of the
-    reference): ``random.seed(seed)`` then ``random.sample(range(n), size)``, in that order. A generator of its
-    own gives the same numbers without touching the global ``random`` state.
-
-    >>> sample_indices(10, 3, seed=42)
-    [1, 0, 4]
-    """
-    return random.Random(seed).sample(range(n), size)
-
-
-def number_rows(dataset):
-    """The dataset with its row numbers in a column, so that errors and dropped rows name the input row after
-    sampling and conversion (the column is dropped before training)."""
-    if INPUT_ROW_COLUMN in dataset.column_names:
-        return dataset
-    return dataset.add_column(INPUT_ROW_COLUMN, list(range(len(dataset))))
-
-
-def sample_rows(dataset, size: int | None, seed: int = 42):
-    """A random sample of ``size`` rows, in the order drawn (all rows, in order, when ``size`` is None): the
-    rows :func:`sample_indices` names, so that the DPO recipe trains on the reference's 10K pairs of the same
-    data.
-
-    >>> from datasets import Dataset
-    >>> list(sample_rows(Dataset.from_dict({"x": list(range(10))}), 3, seed=42)["x"])
-    [1, 0, 4]
-    """
-    if size is None:
-        return dataset
-    if not 0 < size <= len(dataset):
-        raise ValueError(f"dataset_sample_size={size} must be between 1 and the number of rows ({len(dataset)}).")
-    return dataset.select(sample_indices(len(dataset), size, seed))
-
-
-def reference_train_split(dataset, fraction: float):
-    """The rows that the reference's SFT script trained on (``make_supervised_data_module`` of
-    ``src/deita/alignment/train.py``): ``np.random.seed(0)``, ``np.random.permutation(n)``, the first
-    ``int(n * fraction)`` indices (the reference: 0.98), in that order. ``fraction`` 1 keeps all rows, in order.
-
-    >>> from datasets import Dataset
-    >>> list(reference_train_split(Dataset.from_dict({"x": list(range(10))}), 0.8)["x"])
-    [2, 8, 4, 9, 1, 6, 7, 3]
-    """
-    if not 0 < fraction <= 1:
-        raise ValueError(f"dataset_train_fraction={fraction} must be in (0, 1]")
-    if fraction == 1:
-        return dataset
-    import numpy as np
-
-    permutation = np.random.RandomState(0).permutation(len(dataset))
-    return dataset.select(permutation[: int(len(dataset) * fraction)].tolist())
-
-
-def drop_unanswered_last_turn(dataset, num_proc: int | None = None):
-    """The ``messages`` rows whose last message is not a user message: the reference's SFT trains nothing on a
-    conversation that ends with a user turn nobody answered (its label check fails and masks the whole row);
-    deita-hf otherwise trains its answered turns."""
-    kept = dataset.filter(
-        lambda row: row["messages"][-1]["role"] != "user", num_proc=num_proc, desc="Dropping unanswered last turns"
-    )
-    if len(kept) < len(dataset):
-        logger.info("dropped %d conversation(s) that end with an unanswered user turn", len(dataset) - len(kept))
-    return kept
-
-
-def conversation_messages(row: Mapping[str, Any], format: str | None = None, index: int | None = None) -> list[dict]:
-    """One row as a conversation that the Vicuna template renders and that has something to learn from:
-    at most one system message, first; and at least one non-empty assistant message after a user message."""
-    messages = row_messages(row, format, index)
-    if any(message["role"] == "system" for message in messages[1:]):
-        raise RowError(index, "a system message is only allowed as the first message")
-    seen_user = False
-    for message in messages:
-        if message["role"] == "assistant" and seen_user and message["content"]:
-            return messages
-        seen_user = seen_user or message["role"] == "user"
-    raise RowError(
-        index, "the conversation has no non-empty assistant message after a user message: nothing to train on"
-    )
-
-
-def to_messages_dataset(dataset, format: str | None = None, num_proc: int | None = None):
-    """The rows as TRL conversational data: one ``messages`` column, the other columns dropped.
-
-    ShareGPT (``conversations``), Alpaca and prompt/response rows are converted (SPEC section 4). Scores and
-    embeddings that a selection left in the rows are not needed to train and are dropped. A row that cannot be
-    read raises :class:`deita_hf.formats.RowError` with its index.
-    """
-
-    def convert(row, index):
-        return {"messages": conversation_messages(row, format, row.get(INPUT_ROW_COLUMN, index))}
-
-    return dataset.map(
-        convert,
-        with_indices=True,
-        remove_columns=[name for name in dataset.column_names if name != INPUT_ROW_COLUMN],
-        num_proc=num_proc,
-        desc="Reading conversations",
-    )
-
-
-def _as_messages(value: Any, role: str, index: int, column: str) -> list[dict]:
-    if isinstance(value, str):
-        return [{"role": role, "content": value}]
-    try:
-        return row_messages({"messages": value}, "messages", index)
-    except RowError as error:
-        raise RowError(index, f"column {column!r}: {error.problem}") from None
-
-
-def preference_pair(row: Mapping[str, Any], index: int | None = None) -> dict[str, list[dict]]:
-    """One preference row in TRL's explicit conversational format: ``prompt`` (the messages before the answer),
-    ``chosen`` and ``rejected`` (one assistant message each).
-
-    Accepted: that format itself; plain strings; and whole conversations in ``chosen``/``rejected`` that share
-    the messages before the last (``HuggingFaceH4/ultrafeedback_binarized``, whose string ``prompt`` repeats
-    the first user message and is then ignored).
-
-    >>> preference_pair({"prompt": "2+2?", "chosen": "4", "rejected": "5"})["chosen"]
-    [{'role': 'assistant', 'content': '4'}]
-    """
-    for column in ("chosen", "rejected"):
-        if column not in row:
-            raise RowError(index, f"missing column {column!r}; a preference row needs 'chosen' and 'rejected'")
-    chosen = _as_messages(row["chosen"], "assistant", index, "chosen")
-    rejected = _as_messages(row["rejected"], "assistant", index, "rejected")
-    if not chosen or not rejected:
-        raise RowError(index, "'chosen' and 'rejected' must not be empty")
-    prompt_value = row.get("prompt")
-    if len(chosen) > 1 or len(rejected) > 1 or prompt_value is None:
-        # Implicit prompt: the conversations share every message but the last.
-        if chosen[:-1] != rejected[:-1]:
-            raise RowError(index, "'chosen' and 'rejected' must share the messages before the last one")
-        prompt, chosen, rejected = chosen[:-1], chosen[-1:], rejected[-1:]
-    else:
-        prompt = _as_messages(prompt_value, "user", index, "prompt")
-    if not prompt or prompt[-1]["role"] != "user":
-        raise RowError(index, "the prompt must end with a user message")
-    if chosen[0]["role"] != "assistant" or rejected[0]["role"] != "assistant":
-        raise RowError(index, "'chosen' and 'rejected' must end with an assistant message")
-    conversation_messages({"messages": prompt + chosen}, "messages", index)
-    return {"prompt": prompt, "chosen": chosen, "rejected": rejected}
-
-
-def to_preference_dataset(dataset, num_proc: int | None = None):
-    """The rows as TRL explicit conversational preference data (``prompt``, ``chosen``, ``rejected``), the other
-    columns dropped. See :func:`preference_pair`."""
-
-    def convert(row, index):
-        return preference_pair(row, row.get(INPUT_ROW_COLUMN, index))
-
-    return dataset.map(
-        convert,
-        with_indices=True,
-        remove_columns=[name for name in dataset.column_names if name != INPUT_ROW_COLUMN],
-        num_proc=num_proc,
-        desc="Reading preference pairs",
-    )
-
-
-def check_dropped_rows(trainer, rows: list[int], max_dropped_share: float) -> list[int]:
-    """The input rows that the trainer dropped while preparing its training data (``max_length`` cut away every
-    token they train on), logged by number; an error when none is left or more than ``max_dropped_share`` of
-    them were dropped. Removes the row-number column from the trainer's dataset."""
-    dataset = trainer.train_dataset
-    if INPUT_ROW_COLUMN not in dataset.column_names:  # packing regroups rows and drops none
-        return []
-    kept = set(dataset[INPUT_ROW_COLUMN])
-    trainer.train_dataset = dataset.remove_columns(INPUT_ROW_COLUMN)
-    dropped = sorted(set(rows) - kept)
-    if not dropped:
-        return []
-    max_length = trainer.args.max_length
-    shown = ", ".join(str(r) for r in dropped[:20]) + (f" and {len(dropped) - 20} more" if len(dropped) > 20 else "")
-    what = f"{len(dropped)} of {len(rows)} rows ({shown})"
-    if len(dropped) == len(rows):
-        raise ValueError(
-            f"max_length={max_length} leaves nothing to train on: every row is cut before its first trained "
-            f"token ({what}); raise max_length"
-        )
-    if len(dropped) > max_dropped_share * len(rows):
-        raise ValueError(
-            f"max_length={max_length} cuts away every trained token of {what}, more than max_dropped_share="
-            f"{max_dropped_share}; raise max_length, drop these rows, or raise max_dropped_share to train without them"
-        )
-    logger.warning("max_length=%s cuts away every trained token of %s: training without them", max_length, what)
-    return dropped
-
-
-# -- tokenizer ----------------------------------------------------------------------------------------------------
-def load_tokenizer(
-    model_name_or_path: str,
-    revision: str = "main",
-    trust_remote_code: bool = False,
-    label_space_before_answer: bool = False,
-) -> Any:
-    """The tokenizer of ``model_name_or_path`` with the Vicuna v1.1 chat template of the Deita models and a pad
-    token (``<unk>`` where the tokenizer has none, as in Deita's training code; else EOS).
-
-    A LLaMA/Mistral SentencePiece tokenizer (``LlamaTokenizer``) is loaded with ``legacy=True``, the behaviour
-    of the tokenizer Deita trained with: each piece of text after a special token starts a new word, so the
-    template's ``<s>A chat`` gives ``▁A`` (as the reference's BOS + text did) and ``</s>USER`` gives ``▁US``.
-    transformers 5 loads these tokenizers non-legacy unless told, and does not save the setting; it is written
-    to the tokenizer config so that the trained model's tokenizer reloads the same way.
-
-    ``label_space_before_answer`` sets the template variant that trains a bare space token before an answer
-    (see :func:`deita_hf.chat_template.vicuna_chat_template`).
-    """
-    tokenizer = load_chat_tokenizer(model_name_or_path, revision, trust_remote_code, chat_template="vicuna")
-    return set_vicuna_chat_template(tokenizer, label_space_before_answer) if label_space_before_answer else tokenizer
 
 
 def model_init_kwargs(model_args, training_args) -> dict[str, Any]:
@@ -539,7 +258,7 @@ def render_model_card(
     from huggingface_hub import ModelCard, ModelCardData
 
     selection, selection_files = selection_description(dataset_name)
-    from .pipeline import is_smoke_model
+    from ..modeling import is_smoke_model
 
     smoke = (
         is_smoke_selection(dataset_name)

@@ -3,7 +3,7 @@ tokens only, on a Deita selection.
 
 Usage::
 
-    accelerate launch --config_file recipes/accelerate_configs/zero3.yaml -m deita_hf.sft \\
+    accelerate launch --config_file recipes/accelerate_configs/zero3.yaml -m deita_hf.training.sft \\
         --config recipes/deita-mistral-7b/sft.yaml
 
 or ``deita-hf sft --config ...``. Every TRL ``SFTConfig`` / ``ModelConfig`` flag works in the YAML and on the
@@ -19,20 +19,16 @@ from dataclasses import dataclass, field
 import trl
 from trl import ModelConfig, SFTTrainer, TrlParser, get_peft_config, get_quantization_config
 
-from .pipeline import resolve_model
-from .training import (
+from ..chat_template import load_tokenizer
+from ..io import load_training_data, sample_rows
+from ..modeling import resolve_model
+from .common import ScriptArguments, finish, last_checkpoint, model_init_kwargs
+from .data import (
     INPUT_ROW_COLUMN,
-    ScriptArguments,
     check_dropped_rows,
     drop_unanswered_last_turn,
-    finish,
-    last_checkpoint,
-    load_tokenizer,
-    load_training_data,
-    model_init_kwargs,
     number_rows,
     reference_train_split,
-    sample_rows,
     to_messages_dataset,
 )
 
@@ -77,7 +73,7 @@ class SFTConfig(trl.SFTConfig):
 
 
 def make_parser() -> TrlParser:
-    # The same script runs as `deita-hf sft` and as `accelerate launch -m deita_hf.sft`.
+    # The same script runs as `deita-hf sft` and as `accelerate launch -m deita_hf.training.sft`.
     return TrlParser((ScriptArguments, SFTConfig, ModelConfig), prog="deita-hf sft")
 
 

@@ -1,6 +1,6 @@
 """Score the variants of each seed together on the 1..6 scale, and turn the scores into scorer training data.
 
-All variants of one seed (the seed and its evolved versions, see :mod:`deita_hf.evol`) go into one prompt,
+All variants of one seed (the seed and its evolved versions, see :mod:`deita_hf.scorers.evol`) go into one prompt,
 in a random order drawn from ``(seed, seed_id)``, so that the model compares them with each other and the
 order of evolution does not show. The reply must hold one line ``Version <n>: <score>`` (``Response`` for
 the quality task) for every variant shown, with a score from 1 to 6. Anything else (a missing, repeated or
@@ -26,17 +26,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .constants import (
+from ..constants import (
     RANKING_COMPLEXITY_PROMPT,
     RANKING_LABELS,
     RANKING_QUALITY_PROMPT,
     RANKING_VARIANT,
     SCORE_DIGITS,
 )
+from ..formats import Message
+from ..scoring import ComplexityScorer, QualityScorer, TurnScorer
 from .evol import Evolution, check_task
-from .formats import Message
 from .generation import ChatGenerator, MalformedReply, Reply, generate_checked
-from .scoring import ComplexityScorer, QualityScorer, TurnScorer
 
 _PROMPTS = {"complexity": RANKING_COMPLEXITY_PROMPT, "quality": RANKING_QUALITY_PROMPT}
 SCORERS: dict[str, type[TurnScorer]] = {"complexity": ComplexityScorer, "quality": QualityScorer}
@@ -130,7 +130,7 @@ def rank(
     """Score the variants of every evolution (all must be complete); one :class:`Ranking` each, in order.
 
     Args:
-        evolutions: complete evolutions of one task (:func:`deita_hf.evol.evolve`; skip those with a problem).
+        evolutions: complete evolutions of one task (:func:`deita_hf.scorers.evol.evolve`; skip those with a problem).
         generator: the chat model that scores.
         seed: draws the order in which each seed's variants are shown (:func:`shown_order`).
         retries: how often a malformed reply is asked again before the seed is reported.

@@ -35,9 +35,9 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from .constants import DEFAULT_OPENAI_BASE_URL, RETRY_PROMPT
-from .formats import Message
-from .modeling import LazyModel
+from ..constants import DEFAULT_OPENAI_BASE_URL, RETRY_PROMPT
+from ..formats import Message
+from ..modeling import LazyModel
 
 logger = logging.getLogger(__name__)
 

@@ -1,12 +1,12 @@
 """``deita-hf train-scorer``: fine-tune a causal LM into a Deita scorer, with the loss on the score token only.
 
-The data is what ``deita-hf make-scorer-data`` writes (:mod:`deita_hf.scorer_data`): TRL prompt-completion
+The data is what ``deita-hf make-scorer-data`` writes (:mod:`deita_hf.scorers.data`): TRL prompt-completion
 rows whose ``prompt`` is the scorer prompt and ``completion`` the score digit. The output folder is a model
 and tokenizer that :class:`~deita_hf.scoring.ComplexityScorer` / :class:`~deita_hf.scoring.QualityScorer`
 load like the released scorers::
 
     deita-hf train-scorer --config recipes/scorers/mistral-7b-complexity.yaml
-    accelerate launch --config_file <accelerate.yaml> -m deita_hf.scorer_training --config <recipe.yaml>
+    accelerate launch --config_file <accelerate.yaml> -m deita_hf.training.scorer --config <recipe.yaml>
 
 Each row is tokenized here, exactly as the scorer tokenizes at inference (:meth:`TurnScorer.encode`: BOS
 and the prompt's SentencePiece ids where the base model has a ``tokenizer.model``, else the tokenizer's ids
@@ -35,12 +35,12 @@ from typing import Any
 import numpy as np
 import trl
 
-from .constants import SCORE_DIGITS
-from .evol import check_task
-from .formats import RowError
-from .ranking import SCORERS
-from .scoring import TurnScorer, digit_token_ids
-from .tokenization import SENTENCEPIECE_FILE
+from ..constants import SCORE_DIGITS
+from ..formats import RowError
+from ..scorers.evol import check_task
+from ..scorers.ranking import SCORERS
+from ..scoring import TurnScorer, digit_token_ids
+from ..tokenization import SENTENCEPIECE_FILE
 
 logger = logging.getLogger(__name__)
 
@@ -211,7 +211,7 @@ def evaluate_scorer(scorer: TurnScorer, dataset: Any) -> dict[str, float]:
 
 
 def _load_split(name: str, split: str, config: str | None, required: bool) -> Any:
-    from .training import load_training_data
+    from ..io import load_training_data
 
     try:
         return load_training_data(name, split=split, config=config)
@@ -226,7 +226,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     """``deita-hf train-scorer --config recipe.yaml [--flag value ...]``."""
     from transformers import AutoConfig
 
-    from .scorer_data import ScorerDataConfig, parse_recipe_args
+    from ..scorers.data import ScorerDataConfig, parse_recipe_args
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     script_args, training_args, model_args = parse_recipe_args(
@@ -238,7 +238,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         )
     if model_args.use_peft:
         raise ValueError("use_peft is not supported: a scorer is saved as a full model that ComplexityScorer loads")
-    from .pipeline import resolve_model
+    from ..modeling import resolve_model
 
     model_args.model_name_or_path = resolve_model(model_args.model_name_or_path)  # tiny-random:seed=N: its folder
     data_name = script_args.dataset_name or script_args.scorer_data_dir

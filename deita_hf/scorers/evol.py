@@ -4,14 +4,14 @@ Evol Complexity rewrites a seed instruction into a harder one, ``rounds`` times 
 building on the last with one operation drawn at random (seeded): add constraints, deepen, concretize,
 increase reasoning steps, complicate the input. Evol Quality keeps the instruction and improves the
 response the same way: helpfulness, relevance, depth, creativity, details. The seed and its evolved
-variants (6 with the default 5 rounds) are then scored together by :mod:`deita_hf.ranking`.
+variants (6 with the default 5 rounds) are then scored together by :mod:`deita_hf.scorers.ranking`.
 
 Every round is one batch of requests over all seeds that are still going. A reply that does not follow
 the format (no ``<request>...</request>`` block, an empty text, the same text as before) is asked again
 with a note of what was wrong; a seed whose reply stays malformed, or whose request fails, stops there and
 is reported with its replies, never patched up.
 
->>> from deita_hf.generation import OpenAIChat
+>>> from deita_hf.scorers.generation import OpenAIChat
 >>> seeds = [Seed("0", "Name three primary colors.")]
 >>> evolutions = evolve(seeds, OpenAIChat("gpt-4o-mini"), task="complexity")  # doctest: +SKIP
 >>> evolutions[0].variants  # doctest: +SKIP
@@ -26,14 +26,14 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .constants import (
+from ..constants import (
     EVOL_COMPLEXITY_OPERATIONS,
     EVOL_COMPLEXITY_PROMPT,
     EVOL_QUALITY_OPERATIONS,
     EVOL_QUALITY_PROMPT,
     EVOL_ROUNDS,
 )
-from .formats import Message, row_turns
+from ..formats import Message, row_turns
 from .generation import ChatGenerator, MalformedReply, Reply, generate_checked
 
 TASKS = ("complexity", "quality")
@@ -153,8 +153,8 @@ def evolve(
 
     Args:
         seeds: the seed turns (see :func:`seeds_from_rows`).
-        generator: the chat model that rewrites (:class:`~deita_hf.generation.OpenAIChat` or
-            :class:`~deita_hf.generation.TransformersChat`).
+        generator: the chat model that rewrites (:class:`~deita_hf.scorers.generation.OpenAIChat` or
+            :class:`~deita_hf.scorers.generation.TransformersChat`).
         task: ``"complexity"`` (evolve instructions) or ``"quality"`` (evolve responses).
         rounds: evolution rounds per seed (the paper's M = 5).
         seed: draws the operations of each seed (:func:`operation_plan`).

@@ -3,15 +3,15 @@
 One command makes the training data of one scorer (paper section 2)::
 
     deita-hf make-scorer-data --config recipes/scorers/mistral-7b-complexity.yaml
-    python -m deita_hf.scorer_data --config recipes/scorers/mistral-7b-complexity.yaml   # the same
+    python -m deita_hf.scorers.data --config recipes/scorers/mistral-7b-complexity.yaml   # the same
 
 Steps: read the seed rows (any format of :mod:`deita_hf.formats`; one seed per turn); evolve each seed for
-``rounds`` rounds (:mod:`deita_hf.evol`); score each seed's variants together on the 1..6 scale
-(:mod:`deita_hf.ranking`); write ``scorer_data_dir``:
+``rounds`` rounds (:mod:`deita_hf.scorers.evol`); score each seed's variants together on the 1..6 scale
+(:mod:`deita_hf.scorers.ranking`); write ``scorer_data_dir``:
 
 - ``dataset/``: a ``DatasetDict`` (``save_to_disk``) with ``train`` and ``test`` splits in TRL's
   prompt-completion format (``prompt`` = the scorer prompt, ``completion`` = the score digit; see
-  :func:`deita_hf.ranking.scorer_rows`); the split is by seed, so no seed has variants on both sides;
+  :func:`deita_hf.scorers.ranking.scorer_rows`); the split is by seed, so no seed has variants on both sides;
 - ``evolutions.jsonl``: every scored seed with its variants, operations, shown order and scores;
 - ``rejects.jsonl``: every seed that did not make it, with the stage, the problem and the raw replies;
 - ``summary.json``: counts and the settings (never the API key);
@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from .constants import EVOL_ROUNDS
+from ..constants import EVOL_ROUNDS
 from .evol import TASKS, Evolution, Seed, check_task, evolve, seeds_from_rows
 from .generation import ChatGenerator, OpenAIChat, TransformersChat
 from .ranking import Ranking, rank, scorer_rows
@@ -163,7 +163,7 @@ def parse_recipe_args(
 
 
 def training_types() -> tuple[type, ...]:
-    from .scorer_training import training_types
+    from ..training.scorer import training_types
 
     return training_types()
 
@@ -197,7 +197,7 @@ def make_generator(config: ScorerDataConfig) -> ChatGenerator:
 
 def load_seeds(config: ScorerDataConfig) -> list[Seed]:
     """The seed turns of ``config.seed_dataset`` (a random sample of ``seed_sample_size`` rows if set)."""
-    from .training import load_training_data, sample_rows
+    from ..io import load_training_data, sample_rows
 
     if not config.seed_dataset:
         raise ValueError("set seed_dataset: a Hub dataset id, a local file or a save_to_disk folder of seed rows")
