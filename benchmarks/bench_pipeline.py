@@ -55,7 +55,7 @@ def main() -> None:
 
     # Build the tiny scorers once, outside the timings.
     subprocess.run(
-        [sys.executable, "-c", "from deita_hf.pipeline import resolve_model as r; r('tiny-random:seed=1'); "
+        [sys.executable, "-c", "from deita_hf.modeling import resolve_model as r; r('tiny-random:seed=1'); "
          "r('tiny-random:seed=2')"],
         check=True,
     )  # fmt: skip
@@ -65,7 +65,7 @@ def main() -> None:
 
     direct = (
         "import sys, time; from datasets import Dataset; from deita_hf import DeitaScorer; "
-        "from deita_hf.pipeline import resolve_model as r; "
+        "from deita_hf.modeling import resolve_model as r; "
         f"ds = Dataset.from_json('{SAMPLE}').select(range({args.rows})); "
         "s = DeitaScorer(r('tiny-random:seed=1'), r('tiny-random:seed=2'), max_length=1024, progress=False); "
         "ds.map(s, batched=True, batch_size=50, with_indices=True, load_from_cache_file=False)"

@@ -1,5 +1,6 @@
 """deita-hf: Deita data selection for instruction tuning, in the Hugging Face ecosystem."""
 
+from .constants import VERSION as __version__
 from .embedding import Embedder, vicuna_text
 from .released import (
     RELEASED,
@@ -11,8 +12,6 @@ from .released import (
 )
 from .scoring import ComplexityScorer, DeitaScorer, QualityScorer, deita_score
 from .selection import SelectionResult, deita_select, select_indices
-
-__version__ = "0.1.0"
 
 __all__ = [
     "RELEASED",

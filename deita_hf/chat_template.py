@@ -24,6 +24,7 @@ import json
 from typing import Any
 
 from .constants import VICUNA_ASSISTANT, VICUNA_SYSTEM, VICUNA_USER
+from .errors import ConfigError
 
 
 def vicuna_chat_template(label_space_before_answer: bool = False) -> str:
@@ -94,7 +95,7 @@ def set_vicuna_chat_template(tokenizer: Any, label_space_before_answer: bool = F
     """
     missing = [name for name in ("bos_token", "eos_token") if getattr(tokenizer, name, None) is None]
     if missing:
-        raise ValueError(
+        raise ConfigError(
             f"the tokenizer {getattr(tokenizer, 'name_or_path', '') or type(tokenizer).__name__!r} has no "
             f"{' and no '.join(missing)}; the Vicuna v1.1 template writes both. Set them on the tokenizer first."
         )
@@ -127,7 +128,7 @@ def load_chat_tokenizer(
     from transformers import AutoTokenizer, LlamaTokenizer
 
     if chat_template not in CHAT_TEMPLATE_CHOICES:
-        raise ValueError(f"chat_template must be one of {CHAT_TEMPLATE_CHOICES}, got {chat_template!r}")
+        raise ConfigError(f"chat_template must be one of {CHAT_TEMPLATE_CHOICES}, got {chat_template!r}")
     from .modeling import model_source
 
     kwargs = {"revision": revision, "trust_remote_code": trust_remote_code}
@@ -141,7 +142,7 @@ def load_chat_tokenizer(
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.unk_token if tokenizer.unk_token is not None else tokenizer.eos_token
     if chat_template == "model" and not tokenizer.chat_template:
-        raise ValueError(
+        raise ConfigError(
             f"the tokenizer of {model_name_or_path} has no chat template; use chat_template 'vicuna' (the Deita "
             "models' format) or 'auto'"
         )

@@ -22,10 +22,9 @@ import os
 import shlex
 import sys
 
-from . import __version__
 from .config import COMMAND_ARGUMENTS, HubArguments, parse_recipe
-from .formats import RowError
-from .modeling import ModelSourceError
+from .constants import VERSION
+from .errors import DeitaError
 
 # Commands whose module parses its own flags: command -> module with main(argv).
 DISPATCHED = {
@@ -121,7 +120,7 @@ def _report(argv: list[str]) -> int:
     if args.push_to_hub:
         try:
             url = push_selection(args.output_dir, args.push_to_hub, private=args.hub_private, license=args.hub_license)
-        except (PermissionError, ValueError):  # no login, not a selection: already a sentence
+        except DeitaError:  # no login, not a selection: already a sentence
             raise
         except Exception as error:  # the network, the Hub: one line, and the way to try again
             raise PipelineError(
@@ -163,7 +162,6 @@ def main(argv: list[str] | None = None) -> int:
     deita-hf 0.1.0
     0
     """
-    from .errors import PipelineError
     from .pipeline import run_command
 
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -171,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
         print(_usage())
         return 0 if argv else 2
     if argv[0] == "--version":
-        print(f"deita-hf {__version__}")
+        print(f"deita-hf {VERSION}")
         return 0
     command, rest = argv[0], argv[1:]
     if command not in DESCRIPTIONS:
@@ -197,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         _setup_logging(verbose=any(getattr(group, "verbose", False) for group in groups))
         run_command(command, *groups, command_line=shlex.join(["deita-hf", *argv]))
-    except (PipelineError, RowError, ModelSourceError, FileNotFoundError, PermissionError, ValueError) as error:
+    except DeitaError as error:  # a problem the user can fix: one line; anything else keeps its traceback
         if os.environ.get("DEITA_HF_TRACEBACK"):
             raise
         print(f"deita-hf {command}: error: {error}\n(set DEITA_HF_TRACEBACK=1 to see where)", file=sys.stderr)

@@ -33,6 +33,7 @@ from .constants import (
     MT_BENCH_QUESTIONS_URL,
     QUALITY_SCORER_ID,
 )
+from .errors import ConfigError, MissingFileError
 
 
 def _help(text: str, default: Any = dataclasses.MISSING, **kwargs: Any) -> Any:
@@ -347,22 +348,22 @@ def load_recipe(path: str | os.PathLike, groups: list[type] | None = None) -> di
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"recipe {path} does not exist")
+        raise MissingFileError(f"recipe {path} does not exist")
     with open(path) as f:
         try:
             recipe = yaml.safe_load(f)
         except yaml.YAMLError as error:
-            raise ValueError(f"recipe {path} is not valid YAML: {error}") from None
+            raise ConfigError(f"recipe {path} is not valid YAML: {error}") from None
     if recipe is None:
         return {}
     if not isinstance(recipe, dict):
-        raise ValueError(f"recipe {path} must be a YAML mapping of option: value, got {type(recipe).__name__}")
+        raise ConfigError(f"recipe {path} must be a YAML mapping of option: value, got {type(recipe).__name__}")
     known = recipe_fields(groups if groups is not None and not set(groups) <= set(ALL_ARGUMENTS) else None)
     for key in recipe:
         if key not in known:
             close = difflib.get_close_matches(str(key), sorted(known), n=1)
             hint = f"; did you mean {close[0]!r}?" if close else "; see `deita-hf run --help` for the options"
-            raise ValueError(f"recipe {path}: unknown option {key!r}{hint}")
+            raise ConfigError(f"recipe {path}: unknown option {key!r}{hint}")
     return recipe
 
 
@@ -467,11 +468,11 @@ def check_types(group: Any, recipe: str | os.PathLike | None = None) -> None:
         if f.name in _TEXT_OR_NUMBER and _fits(value, int):
             continue
         if not _fits(value, annotation):
-            raise ValueError(
+            raise ConfigError(
                 f"{where}{f.name} must be {_type_name(annotation)}, got {value!r} ({type(value).__name__})"
             )
         if f.name in _MINIMUM and value < _MINIMUM[f.name]:
-            raise ValueError(f"{where}{f.name} must be at least {_MINIMUM[f.name]}, got {value!r}")
+            raise ConfigError(f"{where}{f.name} must be at least {_MINIMUM[f.name]}, got {value!r}")
 
 
 def to_recipe(*groups: Any) -> dict[str, Any]:

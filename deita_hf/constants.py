@@ -3,7 +3,11 @@
 Every string here is matched to the character by the released checkpoints and data: do not reformat.
 """
 
+from importlib import resources
 from pathlib import Path
+
+# The version of deita-hf (pyproject.toml's), written into summaries, cards and `deita-hf --version`.
+VERSION = "0.1.0"
 
 # Scorer prompts: hkust-nlp/deita, deita/selection/scorer/llama_scorer.py (commit b279f2c).
 COMPLEXITY_PROMPT = (
@@ -217,8 +221,6 @@ OFFLINE_MINILM = "offline-minilm"
 
 
 def card_template(name: str) -> Path:
-    """Path of a card template of ``model_cards/``: inside the installed package (a wheel ships it as
-    ``deita_hf/model_cards``), or at the top of a source checkout."""
-    here = Path(__file__).resolve().parent
-    installed = here / "model_cards" / name
-    return installed if installed.exists() else here.parent / "model_cards" / name
+    """Path of a card template of the package (``deita_hf/templates/``), read with ``importlib.resources`` so
+    that a source checkout and an installed wheel find the same file."""
+    return Path(str(resources.files("deita_hf").joinpath("templates", name)))

@@ -18,6 +18,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 
+from .errors import ConfigError
+
 logger = logging.getLogger(__name__)
 
 
@@ -98,7 +100,7 @@ def shards_of_rank(num_shards: int, rank: int, world_size: int) -> list[int]:
 def shard_bounds(num_rows: int, shard_size: int) -> list[tuple[int, int]]:
     """``[start, stop)`` row ranges of consecutive shards of ``shard_size`` rows (the last may be shorter)."""
     if shard_size < 1:
-        raise ValueError(f"shard_size must be at least 1, got {shard_size}")
+        raise ConfigError(f"shard_size must be at least 1, got {shard_size}")
     return [(start, min(start + shard_size, num_rows)) for start in range(0, num_rows, shard_size)]
 
 

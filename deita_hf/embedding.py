@@ -40,6 +40,7 @@ from .constants import (
     VICUNA_SYSTEM,
     VICUNA_USER,
 )
+from .errors import ConfigError
 from .formats import Message, RowError, detect_format, is_batched, iter_batch_rows, pair_turns, row_messages
 from .modeling import LazyModel, read_map_call
 from .tokenization import PromptEncoder, check_tokenization, model_file, prompt_encoder
@@ -190,13 +191,13 @@ class Embedder(LazyModel):
             model, tokenizer, revision=revision, dtype=dtype, device=device, trust_remote_code=trust_remote_code
         )
         if kind not in KINDS:
-            raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+            raise ConfigError(f"kind must be one of {KINDS}, got {kind!r}")
         if batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+            raise ConfigError(f"batch_size must be at least 1, got {batch_size}")
         if max_length < 2:
-            raise ValueError(f"max_length must be at least 2 tokens, got {max_length}")
+            raise ConfigError(f"max_length must be at least 2 tokens, got {max_length}")
         if on_error not in ("raise", "nan"):
-            raise ValueError(f"on_error must be 'raise' or 'nan', got {on_error!r}")
+            raise ConfigError(f"on_error must be 'raise' or 'nan', got {on_error!r}")
         self.kind = kind
         self.tokenization = check_tokenization(tokenization)
         self.on_error = on_error

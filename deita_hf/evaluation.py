@@ -41,6 +41,7 @@ from typing import Any
 from .chat_template import load_chat_tokenizer
 from .config import EvalArguments, RuntimeArguments
 from .constants import PAPER_RESULTS
+from .errors import DeitaError
 
 logger = logging.getLogger(__name__)
 
@@ -87,7 +88,7 @@ MT_BENCH_TEMPERATURES = {
 MT_BENCH_OTHER_TEMPERATURE = 0.7
 
 
-class EvaluationError(ValueError):
+class EvaluationError(DeitaError, ValueError):
     """A problem with the evaluation's inputs that the user can fix (a source, a task, a judge)."""
 
 

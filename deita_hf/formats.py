@@ -23,6 +23,8 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
+from .errors import ConfigError, DataError
+
 FORMATS = ("messages", "sharegpt", "alpaca", "prompt_response", "preference")
 
 Message = dict[str, str]
@@ -41,7 +43,7 @@ _SHAREGPT_ROLES = {
 _MESSAGE_ROLES = ("system", "user", "assistant")
 
 
-class RowError(ValueError):
+class RowError(DataError):
     """A row that cannot be read. ``row`` is its index in the dataset (or in the batch)."""
 
     def __init__(self, row: int | None, problem: str):
@@ -70,7 +72,7 @@ def detect_format(columns: Sequence[str]) -> str:
         return "prompt_response"
     if "chosen" in columns and "rejected" in columns:
         return "preference"
-    raise ValueError(
+    raise DataError(
         f"cannot tell the row format from the columns {sorted(columns)}: expected 'messages', "
         "'conversations', 'instruction'+'output', 'prompt'+'response'/'completion' or 'chosen'+'rejected'. Name the "
         f"format explicitly with one of {FORMATS}, or rename the columns."
@@ -202,7 +204,7 @@ def row_messages(row_data: Mapping[str, Any], format: str | None = None, row: in
     """
     format = format or detect_format(list(row_data))
     if format not in _READERS:
-        raise ValueError(f"unknown row format {format!r}; expected one of {FORMATS}")
+        raise ConfigError(f"unknown row format {format!r}; expected one of {FORMATS}")
     return _READERS[format](row_data, row)
 
 

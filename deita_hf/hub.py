@@ -5,7 +5,7 @@ The ``pool/`` and ``selected/`` folders of a run are written as Hub dataset repo
 names those files, so that ``datasets.load_dataset(folder)`` and ``trl sft --dataset_name folder`` read them
 unchanged, in selection order, here and after a push.
 
-The card is ``model_cards/dataset_card.md`` rendered with huggingface_hub's ``DatasetCard.from_template``:
+The card is ``deita_hf/templates/dataset_card.md`` rendered with huggingface_hub's ``DatasetCard.from_template``:
 source pool, scorer and embedder ids and revisions, budget, threshold, counts, the report's plots, the
 command and recipe that reproduce the selection, and the Deita citation.
 
@@ -31,8 +31,8 @@ from typing import Any
 
 import yaml
 
-from . import __version__
-from .constants import CITATION, card_template
+from .constants import CITATION, VERSION, card_template
+from .errors import AccessError, ConfigError, MissingFileError
 from .report import PLOTS, REPORT_FILE, budget_shortfall, model_revision
 
 logger = logging.getLogger(__name__)
@@ -84,10 +84,10 @@ def _format_count(value: Any) -> str:
 def _read_run(output_dir: Path) -> tuple[dict[str, Any], str]:
     summary_path = output_dir / "summary.json"
     if not summary_path.is_file():
-        raise FileNotFoundError(f"{summary_path} does not exist: is {output_dir} the output folder of a finished run?")
+        raise MissingFileError(f"{summary_path} does not exist: is {output_dir} the output folder of a finished run?")
     summary = json.loads(summary_path.read_text())
     if "selected" not in summary.get("counts", {}):
-        raise ValueError(f"{output_dir} holds a `deita-hf {summary.get('command')}` run: only a selection is pushed")
+        raise ConfigError(f"{output_dir} holds a `deita-hf {summary.get('command')}` run: only a selection is pushed")
     recipe_text = (output_dir / "recipe.yaml").read_text() if (output_dir / "recipe.yaml").is_file() else ""
     return summary, recipe_text
 
@@ -170,7 +170,7 @@ def selection_card(
         has_embedding=bool(recipe.get("export_embeddings")),
         command_line=summary.get("command_line") or f"deita-hf {summary['command']} --config recipe.yaml",
         recipe=recipe_text.strip(),
-        version=summary.get("deita_hf_version", __version__),
+        version=summary.get("deita_hf_version", VERSION),
         citation=CITATION,
     )
 
@@ -221,7 +221,7 @@ def stage_selection(
     _read_run(output_dir)
     source = output_dir / "selected" / "data"
     if not source.is_dir():
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"{source} does not exist: {output_dir} was written by an older deita-hf; run the selection again"
         )
     # Only the files a run writes, and never a link: whatever else sits in these folders stays local.
@@ -259,7 +259,7 @@ def push_selection(
 
     if api is None:
         if get_token() is None:
-            raise PermissionError(
+            raise AccessError(
                 "no Hugging Face token found: log in with `hf auth login` or set the HF_TOKEN environment variable"
             )
         api = HfApi()

@@ -15,17 +15,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from .config import (
-    DataArguments,
-)
-from .constants import (
-    EMBEDDING_COLUMN,
-)
-from .distributed import (
-    ProcessInfo,
-    barrier,
-)
-from .errors import PipelineError
+from .config import DataArguments
+from .constants import EMBEDDING_COLUMN
+from .distributed import ProcessInfo, barrier
+from .errors import ConfigError, DataError, PipelineError
 
 # What a run may write in its output folder; --overwrite removes exactly these.
 POOL_DIR = "pool"
@@ -364,14 +357,14 @@ def resolve_training_data(name_or_path: str) -> str:
         try:
             dataset = json.loads(summary.read_text(encoding="utf-8")).get("outputs", {}).get("dataset")
         except (ValueError, AttributeError) as error:
-            raise ValueError(f"{summary} cannot be read ({error}); pass the dataset folder itself.") from None
+            raise DataError(f"{summary} cannot be read ({error}); pass the dataset folder itself.") from None
         if not isinstance(dataset, str) or not dataset or not (path / dataset).is_dir():
-            raise ValueError(f"{summary} names no dataset folder under 'outputs'; pass the dataset folder itself.")
+            raise DataError(f"{summary} names no dataset folder under 'outputs'; pass the dataset folder itself.")
         # The dataset must lie inside the output folder: a summary cannot send training to data elsewhere.
         folder = path.resolve()
         resolved = (path / dataset).resolve()
         if folder not in resolved.parents:
-            raise ValueError(
+            raise DataError(
                 f"{summary} names the dataset {dataset!r}, which is not inside {path}; pass the dataset folder "
                 "itself if that is what you mean to train on."
             )
@@ -399,7 +392,7 @@ def load_training_data(
     from .io import load_input
 
     if not name_or_path:
-        raise ValueError("no training data: set dataset_name to a Hub dataset id, a local file or a folder.")
+        raise ConfigError("no training data: set dataset_name to a Hub dataset id, a local file or a folder.")
     return load_input(resolve_training_data(name_or_path), config, split, revision=revision)
 
 
@@ -426,5 +419,5 @@ def sample_rows(dataset, size: int | None, seed: int = 42):
     if size is None:
         return dataset
     if not 0 < size <= len(dataset):
-        raise ValueError(f"dataset_sample_size={size} must be between 1 and the number of rows ({len(dataset)}).")
+        raise ConfigError(f"dataset_sample_size={size} must be between 1 and the number of rows ({len(dataset)}).")
     return dataset.select(sample_indices(len(dataset), size, seed))

@@ -25,11 +25,8 @@ from typing import Any
 
 import torch
 
-from .constants import (
-    OFFLINE_MINILM,
-    TINY_RANDOM,
-)
-from .errors import PipelineError
+from .constants import OFFLINE_MINILM, TINY_RANDOM
+from .errors import ConfigError, DeitaError, PipelineError
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +35,7 @@ logger = logging.getLogger(__name__)
 _IMPORT_PID = os.getpid()
 
 
-class ModelSourceError(OSError):
+class ModelSourceError(DeitaError, OSError):
     """A model or data set that cannot be loaded from where its name points: a missing local folder, a Hub id while
     the Hub cannot be reached, or a Hub id missing from the local cache in offline mode. The message says what to
     do."""
@@ -137,13 +134,13 @@ def check_device(device: str | torch.device) -> torch.device:
     try:
         resolved = torch.device(device)
     except (RuntimeError, TypeError) as error:
-        raise ValueError(f"device {device!r} is not a device name ({error}); e.g. cpu, cuda or cuda:0") from None
+        raise ConfigError(f"device {device!r} is not a device name ({error}); e.g. cpu, cuda or cuda:0") from None
     if resolved.type == "cuda":
         count = torch.cuda.device_count() if torch.cuda.is_available() else 0
         if count == 0:
-            raise ValueError(f"device {device!r}: this machine has no CUDA GPU; use cpu, or leave the device unset")
+            raise ConfigError(f"device {device!r}: this machine has no CUDA GPU; use cpu, or leave the device unset")
         if resolved.index is not None and resolved.index >= count:
-            raise ValueError(f"device {device!r}: this machine has {count} CUDA GPU(s), cuda:0 to cuda:{count - 1}")
+            raise ConfigError(f"device {device!r}: this machine has {count} CUDA GPU(s), cuda:0 to cuda:{count - 1}")
     return resolved
 
 
@@ -158,7 +155,7 @@ def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torc
         return dtype
     resolved = getattr(torch, str(dtype), None)
     if not isinstance(resolved, torch.dtype):
-        raise ValueError(f"unknown dtype {dtype!r}; use e.g. 'float32', 'bfloat16' or 'float16'")
+        raise ConfigError(f"unknown dtype {dtype!r}; use e.g. 'float32', 'bfloat16' or 'float16'")
     return resolved
 
 
@@ -255,9 +252,9 @@ class LazyModel:
         self._given_model = None if isinstance(model, str) else model
         self._given_tokenizer = None if isinstance(tokenizer, str) else tokenizer
         if self.model_name_or_path is None and self._given_model is None:
-            raise ValueError("model must be a Hub id, a local path or a loaded transformers model")
+            raise ConfigError("model must be a Hub id, a local path or a loaded transformers model")
         if self._given_model is not None and tokenizer is None:
-            raise ValueError("pass the tokenizer too when passing a loaded model")
+            raise ConfigError("pass the tokenizer too when passing a loaded model")
         self._model = None
         self._tokenizer = None
         self._device = None
@@ -498,12 +495,12 @@ def parse_tiny_random(spec: str) -> dict[str, Any]:
     """
     head, _, options = spec.partition(":")
     if head != TINY_RANDOM:
-        raise ValueError(f"not a {TINY_RANDOM} model name: {spec!r}")
+        raise ConfigError(f"not a {TINY_RANDOM} model name: {spec!r}")
     kwargs: dict[str, Any] = {"seed": 0, "architecture": "llama"}
     for item in filter(None, options.split(",")):
         key, sep, value = item.partition("=")
         if not sep or key not in kwargs:
-            raise ValueError(
+            raise ConfigError(
                 f"cannot read {spec!r}: expected {TINY_RANDOM}:seed=N[,architecture=llama|mistral], got {item!r}"
             )
         kwargs[key] = int(value) if key == "seed" else value

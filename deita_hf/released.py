@@ -24,6 +24,7 @@ from .constants import (
     PAPER_RESULTS,
     QUALITY_SCORER_ID,
 )
+from .errors import ConfigError, DataError
 from .modeling import model_source
 
 KINDS = ("scorer", "chat_model", "selection", "pool", "scorer_data")
@@ -124,7 +125,7 @@ def released(kind: str | None = None) -> list[ReleasedArtifact]:
     """The released artifacts, all or of one kind (``scorer``, ``chat_model``, ``selection``, ``pool``,
     ``scorer_data``), in registry order."""
     if kind is not None and kind not in KINDS:
-        raise ValueError(f"unknown kind {kind!r}; expected one of {KINDS}")
+        raise ConfigError(f"unknown kind {kind!r}; expected one of {KINDS}")
     return [artifact for artifact in RELEASED.values() if kind is None or artifact.kind == kind]
 
 
@@ -134,7 +135,7 @@ def _artifact(repo_id: str, kinds: tuple[str, ...]) -> ReleasedArtifact:
     if artifact is None or artifact.kind not in kinds:
         names = ", ".join(a.repo_id for a in RELEASED.values() if a.kind in kinds)
         what = "model or data set" if set(kinds) == set(KINDS) else " or ".join(kinds)
-        raise ValueError(f"{repo_id!r} is not a released Deita {what}; the released ones are: {names}")
+        raise ConfigError(f"{repo_id!r} is not a released Deita {what}; the released ones are: {names}")
     return artifact
 
 
@@ -218,7 +219,7 @@ def load_released_data(
     with model_source(artifact.repo_id, revision, repo_type="dataset") as source:
         dataset = datasets.load_dataset(source, split=split, revision=revision)
     if "conversations" not in dataset.column_names:
-        raise ValueError(
+        raise DataError(
             f"{artifact.repo_id} has no 'conversations' column (its columns: {dataset.column_names}); "
             "was the repository changed?"
         )
@@ -241,7 +242,7 @@ def load_released_scorer_data(task: str = "complexity", *, split: str = "train",
     import datasets
 
     if task not in ("complexity", "quality"):
-        raise ValueError(f"task must be 'complexity' or 'quality', got {task!r}")
+        raise ConfigError(f"task must be 'complexity' or 'quality', got {task!r}")
     artifact = _artifact(f"hkust-nlp/deita-{task}-scorer-data", ("scorer_data",))
     with model_source(artifact.repo_id, revision, repo_type="dataset") as source:
         return datasets.load_dataset(source, split=split, revision=revision)

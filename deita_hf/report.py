@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from .constants import COMPLEXITY_COLUMN, QUALITY_COLUMN, SCORE_COLUMN
+from .errors import MissingFileError
 from .selection import SIMILARITY_COLUMN
 
 REPORT_FILE = "report.md"
@@ -479,9 +480,9 @@ def remake_report(output_dir: str | os.PathLike) -> Path:
     summary_path = output_dir / "summary.json"
     table_path = output_dir / "report" / TABLE_FILE
     if not summary_path.is_file():
-        raise FileNotFoundError(f"{summary_path} does not exist: is {output_dir} the output folder of a finished run?")
+        raise MissingFileError(f"{summary_path} does not exist: is {output_dir} the output folder of a finished run?")
     if not table_path.is_file():
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"{table_path} does not exist: only `deita-hf select` and `deita-hf run` write a selection report"
         )
     import pyarrow.parquet as pq

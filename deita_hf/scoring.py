@@ -33,6 +33,7 @@ from .constants import (
     SCORE_COLUMN,
     SCORE_DIGITS,
 )
+from .errors import ConfigError
 from .formats import RowError, Turn, detect_format, is_batched, iter_batch_rows, row_turns
 from .modeling import LazyModel, MapCall, read_map_call
 from .tokenization import PromptEncoder, check_tokenization, prompt_encoder
@@ -52,7 +53,7 @@ def digit_token_ids(tokenizer: Any) -> list[int]:
             or token_id == tokenizer.unk_token_id
             or tokenizer.convert_ids_to_tokens(token_id) != digit
         ):
-            raise ValueError(
+            raise ConfigError(
                 f"the tokenizer {getattr(tokenizer, 'name_or_path', '') or type(tokenizer).__name__!r} has no "
                 f"single token for the digit {digit!r}; a Deita scorer must read its score from the tokens "
                 f"{list(SCORE_DIGITS)}"
@@ -93,12 +94,12 @@ class TurnScorer(LazyModel):
     ):
         super().__init__(model if model is not None else self.default_model, tokenizer, **load_kwargs)
         if on_error not in ("raise", "nan"):
-            raise ValueError(f"on_error must be 'raise' or 'nan', got {on_error!r}")
+            raise ConfigError(f"on_error must be 'raise' or 'nan', got {on_error!r}")
         if batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+            raise ConfigError(f"batch_size must be at least 1, got {batch_size}")
         self.format = format
         if max_batch_tokens is not None and max_batch_tokens < 1:
-            raise ValueError(f"max_batch_tokens must be at least 1, got {max_batch_tokens}")
+            raise ConfigError(f"max_batch_tokens must be at least 1, got {max_batch_tokens}")
         self.batch_size = batch_size
         self.max_batch_tokens = max_batch_tokens
         self.max_length = max_length
@@ -174,7 +175,7 @@ class TurnScorer(LazyModel):
                 ids = encoder([self.render(texts["instruction"], texts["output"])])[0]
                 length = len(ids)
         if length > limit:
-            raise ValueError(
+            raise ConfigError(
                 f"max_length={limit} is shorter than the {self.column} prompt template itself ({length} tokens)"
             )
         return ids

@@ -48,6 +48,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .constants import DEFAULT_THRESHOLD, EMBEDDING_COLUMN, SCORE_COLUMN
+from .errors import ConfigError, DataError
 from .modeling import resolve_device
 
 logger = logging.getLogger(__name__)
@@ -77,7 +78,7 @@ class SelectionResult:
     rejected: int
 
 
-class SelectionInputError(ValueError):
+class SelectionInputError(DataError):
     """Bad input to the selection: a NaN score, a zero or non-finite vector, ... ``rows`` names them."""
 
     def __init__(self, message: str, rows: Sequence[int] = ()):
@@ -128,7 +129,7 @@ def float32_error_bound(dim: int) -> float:
     product of the norms (at most ``1 + 2**-22`` after rounding)."""
     u = 2.0**-24
     if dim * u >= 0.5:
-        raise ValueError(f"vectors of length {dim} are too long for a float32 error bound")
+        raise DataError(f"vectors of length {dim} are too long for a float32 error bound")
     return dim * u / (1 - dim * u) * (1 + 2.0**-22) * 1.01
 
 
@@ -367,15 +368,15 @@ def check_threshold(threshold: Any, name: str = "threshold") -> None:
         or not isinstance(threshold, (int, float, np.floating, np.integer))
         or not -1.0 <= threshold <= 1.0
     ):
-        raise ValueError(f"{name} is a cosine similarity, a number in [-1, 1] (e.g. 0.9), got {threshold!r}")
+        raise ConfigError(f"{name} is a cosine similarity, a number in [-1, 1] (e.g. 0.9), got {threshold!r}")
 
 
 def _check_arguments(budget: Any, threshold: Any, block_size: Any) -> None:
     if isinstance(budget, bool) or not isinstance(budget, (int, np.integer)) or budget < 1:
-        raise ValueError(f"budget must be a whole number of rows, at least 1, got {budget!r}")
+        raise ConfigError(f"budget must be a whole number of rows, at least 1, got {budget!r}")
     check_threshold(threshold)
     if isinstance(block_size, bool) or not isinstance(block_size, (int, np.integer)) or block_size < 1:
-        raise ValueError(f"block_size must be a whole number, at least 1, got {block_size!r}")
+        raise ConfigError(f"block_size must be a whole number, at least 1, got {block_size!r}")
 
 
 class _Block:
@@ -600,7 +601,7 @@ def deita_select(
     """
     _check_dataset(dataset)
     if similarity_column is not None and similarity_column in dataset.column_names:
-        raise ValueError(
+        raise ConfigError(
             f"the pool already has a column {similarity_column!r}; remove it (dataset.remove_columns) or pass "
             "another similarity_column name (or None)"
         )

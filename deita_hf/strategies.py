@@ -33,6 +33,7 @@ import numpy as np
 import torch
 
 from .constants import COMPLEXITY_COLUMN, DEFAULT_THRESHOLD, EMBEDDING_COLUMN, QUALITY_COLUMN, SCORE_COLUMN
+from .errors import ConfigError
 from .formats import row_turns
 from .selection import (
     DEFAULT_BLOCK_SIZE,
@@ -114,7 +115,7 @@ def strategy_order(
     elif strategy == "length":
         values = instruction_lengths(dataset, row_format)
     else:
-        raise ValueError(f"unknown selection strategy {strategy!r}; expected one of {STRATEGIES}")
+        raise ConfigError(f"unknown selection strategy {strategy!r}; expected one of {STRATEGIES}")
     # Descending, ties in row order: a stable sort of the negated values.
     return np.argsort(-values, kind="stable")
 

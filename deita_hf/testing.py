@@ -1,7 +1,8 @@
-"""Tiny random-weight models and a small tokenizer, built offline.
+"""Tiny random-weight models, a small tokenizer and the reference scorer, built offline.
 
-They make the smoke recipe and the tests run anywhere without the Hub. Their scores and embeddings mean
-nothing: they exercise the code paths, not the method.
+They make the smoke recipe (``tiny-random:seed=N`` model names) and the tests run anywhere without the Hub.
+Their scores and embeddings mean nothing: they exercise the code paths, not the method.
+:func:`reference_score` is the reference implementation's scoring, kept independent of :mod:`deita_hf.scoring`.
 
 >>> tokenizer = byte_bpe_tokenizer()
 >>> model = tiny_causal_lm(tokenizer, seed=0)
@@ -13,6 +14,8 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+
+from .errors import ConfigError
 
 # A small corpus that gives the byte-level BPE a few useful merges; digits stay single tokens.
 _CORPUS = [
@@ -76,7 +79,7 @@ def tiny_causal_lm(
 
     classes = {"llama": (LlamaConfig, LlamaForCausalLM), "mistral": (MistralConfig, MistralForCausalLM)}
     if architecture not in classes:
-        raise ValueError(f"unknown architecture {architecture!r}; expected one of {sorted(classes)}")
+        raise ConfigError(f"unknown architecture {architecture!r}; expected one of {sorted(classes)}")
     config_class, model_class = classes[architecture]
     config = config_class(
         vocab_size=len(tokenizer),
@@ -103,3 +106,29 @@ def save_tiny_scorer(path: str | Path, *, seed: int = 0, architecture: str = "ll
     tiny_causal_lm(tokenizer, seed=seed, architecture=architecture).save_pretrained(path)
     tokenizer.save_pretrained(path)
     return path
+
+
+def reference_score(model: Any, tokenizer: Any, prompt: str) -> float:
+    """Score one prompt the way the reference code does (hkust-nlp/deita, ``scorer/base.py``), for tests and
+    benchmarks: one prompt at a time, ``generate(max_new_tokens=2)``, then the softmax of the first step's logits
+    of the tokens "1".."6" weighted by 1..6 (without the reference's silent 3.0 fallback). It does not use
+    :mod:`deita_hf.scoring`, which computes the same number with one forward pass per batch, so comparing the two
+    tests the scorer.
+    """
+    import torch
+
+    digits = [tokenizer.convert_tokens_to_ids(str(k)) for k in range(1, 7)]
+    input_ids = tokenizer(prompt, return_tensors="pt").input_ids.to(model.device)
+    with torch.inference_mode():
+        output = model.generate(
+            input_ids,
+            attention_mask=torch.ones_like(input_ids),
+            max_new_tokens=2,
+            do_sample=False,
+            num_beams=1,
+            output_scores=True,
+            return_dict_in_generate=True,
+            pad_token_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id,
+        )
+    logits = output.scores[0][0][digits].double()
+    return float((torch.softmax(logits, dim=0) * torch.arange(1, 7, dtype=torch.float64)).sum())

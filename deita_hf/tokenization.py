@@ -31,6 +31,8 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+from .errors import ConfigError, MissingFileError
+
 logger = logging.getLogger(__name__)
 
 #: The values of the ``tokenization`` option of the scorers and the embedder.
@@ -40,7 +42,7 @@ SENTENCEPIECE_FILE = "tokenizer.model"
 
 def check_tokenization(tokenization: str) -> str:
     if tokenization not in TOKENIZATIONS:
-        raise ValueError(f"tokenization must be one of {TOKENIZATIONS}, got {tokenization!r}")
+        raise ConfigError(f"tokenization must be one of {TOKENIZATIONS}, got {tokenization!r}")
     return tokenization
 
 
@@ -134,7 +136,7 @@ class PromptEncoder:
             and processor.eos_id() == tokenizer.eos_token_id
             and processor.encode(probe) == tokenizer(probe, add_special_tokens=False).input_ids
         ):
-            raise ValueError(
+            raise ConfigError(
                 f"the SentencePiece model {path} does not give the tokenizer's ids (BOS, EOS or the ids of "
                 f"{probe!r} differ); pass tokenization='tokenizer' to encode with the tokenizer instead"
             )
@@ -179,7 +181,7 @@ def resolve_tokenization(name_or_path: str, revision: str | None, tokenization: 
         return tokenization
     found = sentencepiece_model_file(None, name_or_path, revision) is not None
     if tokenization == "sentencepiece" and not found:
-        raise FileNotFoundError(_no_sentencepiece_model(name_or_path))
+        raise MissingFileError(_no_sentencepiece_model(name_or_path))
     return "sentencepiece" if found else "tokenizer"
 
 
@@ -202,5 +204,5 @@ def prompt_encoder(
         return PromptEncoder(tokenizer)
     path = sentencepiece_model_file(tokenizer, name_or_path, revision)
     if path is None and tokenization == "sentencepiece":
-        raise FileNotFoundError(_no_sentencepiece_model(name_or_path))
+        raise MissingFileError(_no_sentencepiece_model(name_or_path))
     return PromptEncoder(tokenizer, path)

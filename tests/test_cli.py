@@ -267,12 +267,12 @@ def test_training_commands_name_themselves_in_their_usage_line(command, capsys):
     ],
 )
 def test_every_recipe_value_is_checked_before_any_work(tmp_path, capsys, monkeypatch, line, message):
-    import deita_hf.pipeline
+    import deita_hf.pipeline.run
 
     def no_work(*args, **kwargs):
         raise AssertionError("work started")
 
-    monkeypatch.setattr(deita_hf.pipeline, "load_input", no_work)
+    monkeypatch.setattr(deita_hf.pipeline.run, "load_input", no_work)
     recipe = write_recipe(tmp_path / "r.yaml", f"dataset_name: pool.jsonl\noutput_dir: {tmp_path / 'out'}\n{line}\n")
     assert main(["run", "--config", str(recipe), "--budget", "3"] if "budget" not in line else
                 ["run", "--config", str(recipe)]) == 1  # fmt: skip

@@ -149,9 +149,6 @@ def write_recipe(tmp_path, server, **overrides):
         "base_url": server.url,
         "max_retries": 1,
         "backoff": 0.0,
-        # Keys of train-scorer are allowed in the same recipe.
-        "model_name_or_path": "some/base-model",
-        "learning_rate": 1.0e-5,
         **overrides,
     }
     path = tmp_path / "recipe.yaml"

@@ -82,13 +82,15 @@ def test_dpo_recipe_samples_ten_thousand_ultrafeedback_pairs_with_seed_42():
 @pytest.mark.parametrize("folder", sorted({name.split("/")[0] for name in PAPER}))
 def test_recipe_readme_launches_each_recipe_with_existing_files(folder):
     readme = (RECIPES / folder / "README.md").read_text()
-    launches = re.findall(r"accelerate launch --config_file (\S+) -m deita_hf\.(sft|dpo) --config (\S+)", readme)
+    launches = re.findall(
+        r"accelerate launch --config_file (\S+) -m deita_hf\.training\.(sft|dpo) --config (\S+)", readme
+    )
     # eval.yaml is launched by `deita-hf eval` (tests/test_evaluation.py checks its line).
     recipes = {f"{folder}/{path.name}" for path in (RECIPES / folder).glob("*.yaml") if path.name != "eval.yaml"}
     assert {config.removeprefix("recipes/") for _, _, config in launches} == recipes
     for accelerate_config, script, config in launches:
         assert (REPO_ROOT / accelerate_config).is_file()
-        assert PAPER[config.removeprefix("recipes/")][0].__name__ == f"deita_hf.{script}"
+        assert PAPER[config.removeprefix("recipes/")][0].__name__ == f"deita_hf.training.{script}"
 
 
 @pytest.mark.parametrize("folder", sorted({name.split("/")[0] for name in PAPER}))
@@ -144,13 +146,13 @@ def free_port() -> int:
 
 
 def launch(accelerate_config: str, script: str, recipe: str, *flags: str) -> str:
-    """``accelerate launch --config_file recipes/accelerate_configs/<config> -m deita_hf.<script> --config <recipe>``
+    """``accelerate launch --config_file recipes/accelerate_configs/<config> -m deita_hf.training.<script> --config <recipe>``
     on 2 processes; returns the output, or fails the test with its tail."""
     command = [
         sys.executable, "-m", "accelerate.commands.launch",
         "--config_file", str(ACCELERATE_CONFIGS / accelerate_config),
         "--num_processes", "2", "--main_process_port", str(free_port()),
-        "-m", f"deita_hf.{script}", "--config", str(RECIPES / recipe), *CPU_FLAGS, *flags,
+        "-m", f"deita_hf.training.{script}", "--config", str(RECIPES / recipe), *CPU_FLAGS, *flags,
     ]  # fmt: skip
     result = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=420)
     output = result.stdout + result.stderr

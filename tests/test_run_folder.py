@@ -222,16 +222,16 @@ def test_select_on_an_earlier_selection_replaces_its_similarity_column(tmp_path,
 def test_a_full_disk_says_the_space_needed_and_that_rerunning_resumes(pool_file, tmp_path, monkeypatch, capsys):  # noqa: F811
     import errno
 
-    import deita_hf.pipeline as pipeline
+    import deita_hf.pipeline.shards as shards
 
-    write_shard = pipeline._write_shard
+    write_shard = shards._write_shard
 
     def disk_fills_at_shard_2(folder, k, *args):
         if k == 2:
             raise OSError(errno.ENOSPC, "No space left on device", str(folder / f".{k:05d}.tmp-1"))
         write_shard(folder, k, *args)
 
-    monkeypatch.setattr(pipeline, "_write_shard", disk_fills_at_shard_2)
+    monkeypatch.setattr(shards, "_write_shard", disk_fills_at_shard_2)
     out = tmp_path / "out"
     assert resume(pool_file, out) == 1
     error = capsys.readouterr().err
@@ -240,7 +240,7 @@ def test_a_full_disk_says_the_space_needed_and_that_rerunning_resumes(pool_file,
     needed, unit = error.split("the run needs about ")[1].split()[:2]
     assert float(needed) > 0 and unit in ("KB", "MB") and " are free now" in error
     assert "OSError" not in error and "Errno" not in error
-    monkeypatch.setattr(pipeline, "_write_shard", write_shard)
+    monkeypatch.setattr(shards, "_write_shard", write_shard)
     done = (out / "shards" / "score" / "00001" / "shard.json").stat().st_mtime_ns
     assert resume(pool_file, out) == 0
     assert (out / "shards" / "score" / "00001" / "shard.json").stat().st_mtime_ns == done
@@ -249,12 +249,12 @@ def test_a_full_disk_says_the_space_needed_and_that_rerunning_resumes(pool_file,
 def test_a_read_only_output_folder_is_one_line(pool_file, tmp_path, monkeypatch, capsys):  # noqa: F811
     import errno
 
-    import deita_hf.pipeline as pipeline
+    import deita_hf.pipeline.shards as shards
 
     def read_only(path, *args, **kwargs):
         raise OSError(errno.EROFS, "Read-only file system", str(path))
 
-    monkeypatch.setattr(pipeline, "_write_text_atomic", read_only)
+    monkeypatch.setattr(shards, "_write_text_atomic", read_only)
     assert resume(pool_file, tmp_path / "out") == 1
     error = capsys.readouterr().err
     assert f"error: cannot write {tmp_path / 'out' / 'shards' / 'score' / 'plan.json'}: Read-only file system" in error

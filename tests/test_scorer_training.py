@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from datasets import Dataset, DatasetDict
 
-from deita_hf.scorers.data import ScorerDataConfig, parse_recipe_args
+from deita_hf.scorers.data import ScorerDataConfig
 from deita_hf.scorers.ranking import Ranking, scorer_rows
 from deita_hf.scoring import ComplexityScorer, QualityScorer, digit_token_ids
 from deita_hf.testing import tiny_causal_lm
@@ -18,14 +18,14 @@ from deita_hf.training.scorer import (
     ScorerTrainingConfig,
     load_scorer_tokenizer,
     main,
+    parse_recipe_args,
     save_sentencepiece_model,
     spearman,
     tokenize_scorer_data,
-    training_types,
 )
 
 REPO = Path(__file__).resolve().parents[1]
-RECIPES = sorted((REPO / "recipes" / "scorers").glob("*.yaml"))
+RECIPES = sorted(path for path in (REPO / "recipes" / "scorers").iterdir() if path.is_dir())
 
 # The synthetic task: the score of an instruction is the position of its one marker word in this list.
 MARKERS = ["apple", "river", "stone", "cloud", "green", "music"]
@@ -167,18 +167,31 @@ def test_spearman_ranks_ties_by_their_average():
     assert spearman([0.1, 0.4, 0.2, 0.9], [1, 1, 2, 2]) == pytest.approx(0.4472135955)
 
 
-@pytest.mark.parametrize("recipe", RECIPES, ids=lambda path: path.stem)
-def test_each_scorer_recipe_is_one_file_for_both_commands(recipe):
-    (data,) = parse_recipe_args(["--config", str(recipe)], [ScorerDataConfig], training_types(), prog="data")
+@pytest.mark.parametrize("folder", RECIPES, ids=lambda path: path.name)
+def test_each_scorer_has_one_recipe_per_command_that_agree(folder):
+    from deita_hf.config import parse_recipe
+
+    assert sorted(path.name for path in folder.glob("*.yaml")) == ["make-scorer-data.yaml", "train-scorer.yaml"]
+    (data,) = parse_recipe(["--config", str(folder / "make-scorer-data.yaml")], [ScorerDataConfig])
     # The recipes train in bf16 on GPUs; this CPU machine parses them with bf16 off.
-    on_cpu = ["--config", str(recipe), "--bf16", "false"]
-    script, training, model = parse_recipe_args(on_cpu, training_types(), [ScorerDataConfig], prog="train")
-    task = recipe.stem.rsplit("-", 1)[1]
+    on_cpu = ["--config", str(folder / "train-scorer.yaml"), "--bf16", "false"]
+    script, training, model = parse_recipe_args(on_cpu)
+    task = folder.name.rsplit("-", 1)[1]
     assert data.task == script.task == task
     assert data.rounds == 5 and data.seed_sample_size == 2000
     assert model.model_name_or_path == "mistralai/Mistral-7B-v0.1"
     assert training.max_length >= 4096 and training.completion_only_loss is True
     assert (script.dataset_name or script.scorer_data_dir) == data.scorer_data_dir
+
+
+def test_a_recipe_of_the_other_scorer_command_is_refused_with_a_hint():
+    from deita_hf.config import parse_recipe
+
+    folder = RECIPES[0]
+    with pytest.raises(ValueError, match="unknown option 'model_name_or_path'"):
+        parse_recipe(["--config", str(folder / "train-scorer.yaml")], [ScorerDataConfig])
+    with pytest.raises(ValueError, match=r"unknown option\(s\) \['seed_dataset'"):
+        parse_recipe_args(["--config", str(folder / "make-scorer-data.yaml"), "--bf16", "false"])
 
 
 def test_every_scorer_option_is_in_the_docs():
@@ -240,7 +253,7 @@ def test_a_tiny_scorer_trained_by_the_recipe_predicts_held_out_scores(byte_token
         "disable_tqdm": True,
     }
     flags = [item for key, value in overrides.items() for item in (f"--{key}", str(value))]
-    recipe = REPO / "recipes" / "scorers" / "mistral-7b-complexity.yaml"
+    recipe = REPO / "recipes" / "scorers" / "mistral-7b-complexity" / "train-scorer.yaml"
     main(["--config", str(recipe), *flags])
     output_dir = tmp_path / "scorer"
 

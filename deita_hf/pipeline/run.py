@@ -18,14 +18,7 @@ from ..config import (
     dump_recipe,
     to_recipe,
 )
-from ..distributed import (
-    ProcessInfo,
-    barrier,
-    finish,
-    init_processes,
-    leave,
-    main_process_first,
-)
+from ..distributed import ProcessInfo, barrier, finish, init_processes, leave, main_process_first
 from ..errors import PipelineError
 from ..formats import detect_format
 from ..io import (

@@ -17,12 +17,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from ..distributed import (
-    ProcessInfo,
-    barrier,
-    shard_bounds,
-    shards_of_rank,
-)
+from ..distributed import ProcessInfo, barrier, shard_bounds, shards_of_rank
 from ..errors import PipelineError
 from ..io import SHARDS_DIR, _remove, _write_text_atomic
 

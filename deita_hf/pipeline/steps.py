@@ -6,22 +6,9 @@ import logging
 import math
 from typing import Any
 
-from ..config import (
-    DataArguments,
-    EmbeddingArguments,
-    RuntimeArguments,
-    ScoringArguments,
-    SelectionArguments,
-)
-from ..constants import (
-    COMPLEXITY_COLUMN,
-    EMBEDDING_COLUMN,
-    QUALITY_COLUMN,
-    SCORE_COLUMN,
-)
-from ..distributed import (
-    ProcessInfo,
-)
+from ..config import DataArguments, EmbeddingArguments, RuntimeArguments, ScoringArguments, SelectionArguments
+from ..constants import COMPLEXITY_COLUMN, EMBEDDING_COLUMN, QUALITY_COLUMN, SCORE_COLUMN
+from ..distributed import ProcessInfo
 from ..errors import PipelineError
 from ..modeling import describe_model, resolve_commit, resolve_model
 from ..selection import SIMILARITY_COLUMN

@@ -6,15 +6,8 @@ import math
 from pathlib import Path
 from typing import Any
 
-from .. import __version__
-from ..config import (
-    DataArguments,
-    SelectionArguments,
-)
-from ..constants import (
-    COMPLEXITY_COLUMN,
-    QUALITY_COLUMN,
-)
+from ..config import DataArguments, SelectionArguments
+from ..constants import COMPLEXITY_COLUMN, QUALITY_COLUMN, VERSION
 from ..io import read_provenance
 from .shards import Step
 
@@ -55,7 +48,7 @@ def _summary(
     if stats.get("embed"):
         counts["embedding"] = stats["embed"]
     summary: dict[str, Any] = {
-        "deita_hf_version": __version__,
+        "deita_hf_version": VERSION,
         "command": command,
         "command_line": command_line,
         "smoke_run": any(model.get("random_weights") for model in models.values()),

@@ -2,8 +2,8 @@
 
 One command makes the training data of one scorer (paper section 2)::
 
-    deita-hf make-scorer-data --config recipes/scorers/mistral-7b-complexity.yaml
-    python -m deita_hf.scorers.data --config recipes/scorers/mistral-7b-complexity.yaml   # the same
+    deita-hf make-scorer-data --config recipes/scorers/mistral-7b-complexity/make-scorer-data.yaml
+    python -m deita_hf.scorers.data --config recipes/scorers/mistral-7b-complexity/make-scorer-data.yaml   # the same
 
 Steps: read the seed rows (any format of :mod:`deita_hf.formats`; one seed per turn); evolve each seed for
 ``rounds`` rounds (:mod:`deita_hf.scorers.evol`); score each seed's variants together on the 1..6 scale
@@ -18,24 +18,26 @@ Steps: read the seed rows (any format of :mod:`deita_hf.formats`; one seed per t
 - ``generation_cache.sqlite``: every reply, so that a rerun sends no request twice and retries only the
   requests that failed.
 
-The recipe YAML may also hold the keys of ``deita-hf train-scorer`` (one file per scorer); they are skipped
-here, and any other unknown key is an error.
+The recipe holds the keys of :class:`ScorerDataConfig` only (``deita-hf train-scorer`` reads a recipe of its
+own); an unknown key is an error with the closest known key as a hint.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import json
 import logging
 import random
 import shutil
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from ..config import parse_recipe
 from ..constants import EVOL_ROUNDS
+from ..errors import ConfigError, DataError
 from .evol import TASKS, Evolution, Seed, check_task, evolve, seeds_from_rows
 from .generation import ChatGenerator, OpenAIChat, TransformersChat
 from .ranking import Ranking, rank, scorer_rows
@@ -126,53 +128,20 @@ class ScorerDataConfig:
     def __post_init__(self) -> None:
         check_task(self.task)
         if self.generator not in GENERATORS:
-            raise ValueError(f"generator must be one of {GENERATORS}, got {self.generator!r}")
+            raise ConfigError(f"generator must be one of {GENERATORS}, got {self.generator!r}")
         if not 0.0 <= self.test_fraction < 1.0:
-            raise ValueError(f"test_fraction must be in [0, 1), got {self.test_fraction}")
+            raise ConfigError(f"test_fraction must be in [0, 1), got {self.test_fraction}")
 
     def public(self) -> dict[str, Any]:
         """The settings without the API key, for ``summary.json``."""
         return {k: v for k, v in dataclasses.asdict(self).items() if k != "api_key"}
 
 
-# -- one YAML for both commands -------------------------------------------------------------------------------------
-def parse_recipe_args(
-    argv: Sequence[str] | None, dataclass_types: Sequence[type], other_types: Sequence[type], prog: str
-) -> tuple:
-    """Parse ``--config recipe.yaml`` and flags with TRL's ``TrlParser`` into ``dataclass_types``.
-
-    A recipe key that ``other_types`` (the other scorer command) reads is skipped; any other unknown key, or
-    an unknown flag, is an error with the closest known name as a hint.
-    """
-    from trl import TrlParser
-
-    parser = TrlParser(list(dataclass_types), prog=prog)
-    *parsed, from_config, from_flags = parser.parse_args_and_config(
-        list(argv) if argv is not None else None, return_remaining_strings=True, separate_remaining_strings=True
-    )
-    if from_flags:
-        parser.error(f"unrecognized arguments: {' '.join(from_flags)}")
-    known = {f.name for t in dataclass_types for f in dataclasses.fields(t)}
-    shared = {f.name for t in other_types for f in dataclasses.fields(t)}
-    unknown = [key[2:] for key in from_config[::2] if key[2:] not in shared]
-    if unknown:
-        close = difflib.get_close_matches(unknown[0], sorted(known | shared), n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
-        raise ValueError(f"unknown option(s) {unknown} in the --config recipe{hint}")
-    return tuple(parsed)
-
-
-def training_types() -> tuple[type, ...]:
-    from ..training.scorer import training_types
-
-    return training_types()
-
-
 # -- the steps ------------------------------------------------------------------------------------------------------
 def make_generator(config: ScorerDataConfig) -> ChatGenerator:
     """The chat model of ``config.generator``, caching its replies in ``cache_dir`` (default: the output folder)."""
     if not config.generator_model:
-        raise ValueError("set generator_model: the model name the endpoint serves, or a local/Hub chat model")
+        raise ConfigError("set generator_model: the model name the endpoint serves, or a local/Hub chat model")
     common = dict(
         temperature=config.temperature,
         top_p=config.top_p,
@@ -200,7 +169,7 @@ def load_seeds(config: ScorerDataConfig) -> list[Seed]:
     from ..io import load_training_data, sample_rows
 
     if not config.seed_dataset:
-        raise ValueError("set seed_dataset: a Hub dataset id, a local file or a save_to_disk folder of seed rows")
+        raise ConfigError("set seed_dataset: a Hub dataset id, a local file or a save_to_disk folder of seed rows")
     rows = load_training_data(config.seed_dataset, split=config.seed_split, config=config.seed_dataset_config)
     rows = sample_rows(rows, config.seed_sample_size, seed=config.seed)
     return seeds_from_rows(rows, config.seed_format)
@@ -240,7 +209,7 @@ def make_scorer_data(config: ScorerDataConfig) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     seeds = load_seeds(config)
     if not seeds:
-        raise ValueError(f"{config.seed_dataset} gave no seed turns")
+        raise DataError(f"{config.seed_dataset} gave no seed turns")
     generator = make_generator(config)
     logger.info("%d seeds, %d rounds, generator %r", len(seeds), config.rounds, generator)
 
@@ -316,7 +285,9 @@ def make_scorer_data(config: ScorerDataConfig) -> dict[str, Any]:
 def main(argv: Sequence[str] | None = None) -> None:
     """``deita-hf make-scorer-data --config recipe.yaml [--flag value ...]``."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    (config,) = parse_recipe_args(argv, [ScorerDataConfig], training_types(), prog="deita-hf make-scorer-data")
+    (config,) = parse_recipe(
+        list(sys.argv[1:] if argv is None else argv), [ScorerDataConfig], prog="deita-hf make-scorer-data"
+    )
     summary = make_scorer_data(config)
     print(
         f"{summary['task']} scorer data in {config.scorer_data_dir}: {summary['rows']['train']} train rows, "
@@ -333,7 +304,6 @@ __all__ = [
     "main",
     "make_generator",
     "make_scorer_data",
-    "parse_recipe_args",
 ]
 
 if __name__ == "__main__":

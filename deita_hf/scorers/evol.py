@@ -33,6 +33,7 @@ from ..constants import (
     EVOL_QUALITY_PROMPT,
     EVOL_ROUNDS,
 )
+from ..errors import ConfigError
 from ..formats import Message, row_turns
 from .generation import ChatGenerator, MalformedReply, Reply, generate_checked
 
@@ -46,7 +47,7 @@ _TAGS = {"complexity": "request", "quality": "response"}
 
 def check_task(task: str) -> str:
     if task not in TASKS:
-        raise ValueError(f"unknown task {task!r}; expected one of {TASKS}")
+        raise ConfigError(f"unknown task {task!r}; expected one of {TASKS}")
     return task
 
 
@@ -163,7 +164,7 @@ def evolve(
     """
     check_task(task)
     if rounds < 1:
-        raise ValueError(f"rounds must be at least 1, got {rounds}")
+        raise ConfigError(f"rounds must be at least 1, got {rounds}")
     evolutions = [
         Evolution(s.seed_id, task, s.instruction, s.output, [s.instruction if task == "complexity" else s.output])
         for s in seeds

@@ -36,6 +36,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from ..constants import DEFAULT_OPENAI_BASE_URL, RETRY_PROMPT
+from ..errors import ConfigError, DeitaError
 from ..formats import Message
 from ..modeling import LazyModel
 
@@ -45,11 +46,11 @@ logger = logging.getLogger(__name__)
 _RETRY_STATUS = {408, 409, 429}
 
 
-class GenerationError(RuntimeError):
+class GenerationError(DeitaError, RuntimeError):
     """A request that no retry can fix (a wrong key, model or URL), or a bad backend setting."""
 
 
-class MalformedReply(ValueError):
+class MalformedReply(DeitaError, ValueError):
     """A reply that does not follow the format that the prompt asked for. The message says what is wrong."""
 
 
@@ -225,9 +226,9 @@ class OpenAIChat(ChatGenerator):
     ):
         super().__init__(**kwargs)
         if concurrency < 1:
-            raise ValueError(f"concurrency must be at least 1, got {concurrency}")
+            raise ConfigError(f"concurrency must be at least 1, got {concurrency}")
         if max_retries < 0:
-            raise ValueError(f"max_retries must be 0 or more, got {max_retries}")
+            raise ConfigError(f"max_retries must be 0 or more, got {max_retries}")
         self.model = model
         self.base_url = (base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_OPENAI_BASE_URL).rstrip("/")
         self._api_key = api_key or os.environ.get("OPENAI_API_KEY")
@@ -409,7 +410,7 @@ class TransformersChat(ChatGenerator):
     ):
         super().__init__(**kwargs)
         if batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+            raise ConfigError(f"batch_size must be at least 1, got {batch_size}")
         self.lm = _ChatModel(
             model, tokenizer, revision=revision, dtype=dtype, device=device, trust_remote_code=trust_remote_code
         )

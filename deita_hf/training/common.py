@@ -240,7 +240,7 @@ def render_model_card(
     load_id: str | None = None,
     template_path: str | Path = MODEL_CARD_TEMPLATE,
 ):
-    """The model card of a trained model: ``model_cards/model_card.md`` rendered with ``ModelCard.from_template``.
+    """The model card of a trained model: ``deita_hf/templates/model_card.md`` rendered with ``ModelCard.from_template``.
 
     ``method`` is ``"SFT"`` or ``"DPO"``. The card names the base model and the training data with the selection
     that made it, lists the hyperparameters and framework versions, and ends with the Deita citation. It quotes

@@ -8,6 +8,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+from ..errors import ConfigError
 from ..formats import RowError, row_messages
 
 logger = logging.getLogger(__name__)
@@ -34,7 +35,7 @@ def reference_train_split(dataset, fraction: float):
     [2, 8, 4, 9, 1, 6, 7, 3]
     """
     if not 0 < fraction <= 1:
-        raise ValueError(f"dataset_train_fraction={fraction} must be in (0, 1]")
+        raise ConfigError(f"dataset_train_fraction={fraction} must be in (0, 1]")
     if fraction == 1:
         return dataset
     import numpy as np
@@ -166,12 +167,12 @@ def check_dropped_rows(trainer, rows: list[int], max_dropped_share: float) -> li
     shown = ", ".join(str(r) for r in dropped[:20]) + (f" and {len(dropped) - 20} more" if len(dropped) > 20 else "")
     what = f"{len(dropped)} of {len(rows)} rows ({shown})"
     if len(dropped) == len(rows):
-        raise ValueError(
+        raise ConfigError(
             f"max_length={max_length} leaves nothing to train on: every row is cut before its first trained "
             f"token ({what}); raise max_length"
         )
     if len(dropped) > max_dropped_share * len(rows):
-        raise ValueError(
+        raise ConfigError(
             f"max_length={max_length} cuts away every trained token of {what}, more than max_dropped_share="
             f"{max_dropped_share}; raise max_length, drop these rows, or raise max_dropped_share to train without them"
         )

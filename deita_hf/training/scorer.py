@@ -5,7 +5,7 @@ rows whose ``prompt`` is the scorer prompt and ``completion`` the score digit. T
 and tokenizer that :class:`~deita_hf.scoring.ComplexityScorer` / :class:`~deita_hf.scoring.QualityScorer`
 load like the released scorers::
 
-    deita-hf train-scorer --config recipes/scorers/mistral-7b-complexity.yaml
+    deita-hf train-scorer --config recipes/scorers/mistral-7b-complexity/train-scorer.yaml
     accelerate launch --config_file <accelerate.yaml> -m deita_hf.training.scorer --config <recipe.yaml>
 
 Each row is tokenized here, exactly as the scorer tokenizes at inference (:meth:`TurnScorer.encode`: BOS
@@ -23,6 +23,8 @@ After training, the main process scores the ``test`` split with the saved scorer
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
 import json
 import logging
 import math
@@ -36,6 +38,7 @@ import numpy as np
 import trl
 
 from ..constants import SCORE_DIGITS
+from ..errors import ConfigError
 from ..formats import RowError
 from ..scorers.evol import check_task
 from ..scorers.ranking import SCORERS
@@ -89,14 +92,35 @@ class ScorerTrainingConfig(trl.SFTConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.completion_only_loss is not True:
-            raise ValueError("a scorer learns the score token only: keep completion_only_loss true")
+            raise ConfigError("a scorer learns the score token only: keep completion_only_loss true")
         if self.packing:
-            raise ValueError("packing is not supported for scorer training: each row is one prompt and its score")
+            raise ConfigError("packing is not supported for scorer training: each row is one prompt and its score")
 
 
 def training_types() -> tuple[type, ...]:
     """The config classes of ``train-scorer``, in parse order."""
     return ScorerScriptArguments, ScorerTrainingConfig, trl.ModelConfig
+
+
+def parse_recipe_args(argv: Sequence[str] | None, prog: str = "deita-hf train-scorer") -> tuple:
+    """Parse ``--config recipe.yaml`` and flags with TRL's ``TrlParser`` into :func:`training_types`.
+
+    An unknown recipe key or flag is an error with the closest known name as a hint.
+    """
+    dataclass_types = training_types()
+    parser = trl.TrlParser(list(dataclass_types), prog=prog)
+    *parsed, from_config, from_flags = parser.parse_args_and_config(
+        list(argv) if argv is not None else None, return_remaining_strings=True, separate_remaining_strings=True
+    )
+    if from_flags:
+        parser.error(f"unrecognized arguments: {' '.join(from_flags)}")
+    unknown = [key[2:] for key in from_config[::2]]
+    if unknown:
+        known = {f.name for t in dataclass_types for f in dataclasses.fields(t)}
+        close = difflib.get_close_matches(unknown[0], sorted(known), n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise ConfigError(f"unknown option(s) {unknown} in the --config recipe{hint}")
+    return tuple(parsed)
 
 
 def load_scorer_tokenizer(name_or_path: str, revision: str | None = None, trust_remote_code: bool = False) -> Any:
@@ -122,7 +146,7 @@ def tokenize_scorer_data(dataset: Any, scorer: TurnScorer, *, num_proc: int | No
     digits = dict(zip(SCORE_DIGITS, digit_token_ids(tokenizer)))
     missing = {"prompt", "completion", "instruction", "output"} - set(dataset.column_names)
     if missing:
-        raise ValueError(
+        raise ConfigError(
             f"the scorer data has no column(s) {sorted(missing)}; make it with `deita-hf make-scorer-data` "
             "(prompt, completion, instruction, output)"
         )
@@ -226,24 +250,20 @@ def main(argv: Sequence[str] | None = None) -> None:
     """``deita-hf train-scorer --config recipe.yaml [--flag value ...]``."""
     from transformers import AutoConfig
 
-    from ..scorers.data import ScorerDataConfig, parse_recipe_args
-
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    script_args, training_args, model_args = parse_recipe_args(
-        argv, training_types(), [ScorerDataConfig], prog="deita-hf train-scorer"
-    )
+    script_args, training_args, model_args = parse_recipe_args(argv)
     if model_args.model_name_or_path is None:
-        raise ValueError(
+        raise ConfigError(
             "set model_name_or_path: the base model to turn into a scorer (e.g. mistralai/Mistral-7B-v0.1)"
         )
     if model_args.use_peft:
-        raise ValueError("use_peft is not supported: a scorer is saved as a full model that ComplexityScorer loads")
+        raise ConfigError("use_peft is not supported: a scorer is saved as a full model that ComplexityScorer loads")
     from ..modeling import resolve_model
 
     model_args.model_name_or_path = resolve_model(model_args.model_name_or_path)  # tiny-random:seed=N: its folder
     data_name = script_args.dataset_name or script_args.scorer_data_dir
     if data_name is None:
-        raise ValueError("set scorer_data_dir (the folder of make-scorer-data) or dataset_name")
+        raise ConfigError("set scorer_data_dir (the folder of make-scorer-data) or dataset_name")
 
     # -- data: tokenized exactly as the scorer tokenizes at inference --------------------------------------------
     tokenizer = load_scorer_tokenizer(
@@ -301,6 +321,7 @@ __all__ = [
     "ScorerTrainingConfig",
     "evaluate_scorer",
     "load_scorer_tokenizer",
+    "parse_recipe_args",
     "main",
     "save_sentencepiece_model",
     "spearman",
