@@ -15,6 +15,7 @@ import importlib
 import json
 import logging
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -167,6 +168,8 @@ def source_signature(name_or_path: str | None, revision: str | None = None) -> A
 
     >>> source_signature("org/not-cached-anywhere") is None
     True
+    >>> source_signature("org/not-cached-anywhere", "0123456789abcdef0123456789abcdef01234567")
+    '0123456789abcdef0123456789abcdef01234567'
     """
     if not name_or_path:
         return None
@@ -179,6 +182,8 @@ def source_signature(name_or_path: str | None, revision: str | None = None) -> A
     if os.path.exists(name_or_path):
         stat = os.stat(name_or_path)
         return [(os.path.basename(name_or_path), stat.st_size, stat.st_mtime_ns)]
+    if revision is not None and re.fullmatch(r"[0-9a-f]{40}", revision):
+        return revision  # a commit is its own signature, cached or not (so it is the same before and after download)
     try:
         from huggingface_hub import try_to_load_from_cache
 

@@ -19,7 +19,7 @@ LAYERS = [
     ["report", "released", "scorers.generation", "scorers.evol"],
     ["hub", "scorers.ranking"],
     ["io", "scorers", "scorers.data", "evaluation"],
-    ["pipeline.shards", "pipeline.summary"],
+    ["pipeline.config", "pipeline.shards", "pipeline.summary"],
     ["pipeline.steps"],
     ["pipeline", "pipeline.run"],
     ["training", "training.data", "training.common", "training.sft", "training.dpo", "training.scorer"],

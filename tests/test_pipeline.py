@@ -197,7 +197,7 @@ def test_the_run_records_how_each_model_encodes_its_text(released_layout_scorer,
     ]  # fmt: skip
     score_plan = json.loads((out / "shards" / "score" / "plan.json").read_text())["settings"]
     embed_plan = json.loads((out / "shards" / "embed" / "plan.json").read_text())["settings"]
-    assert (score_plan["complexity_tokenization"], score_plan["quality_tokenization"]) == (
+    assert (score_plan["complexity.tokenization"], score_plan["quality.tokenization"]) == (
         "sentencepiece",
         "tokenizer",
     )
@@ -315,6 +315,49 @@ def test_resume_with_other_settings_is_refused_naming_the_change(pool_file, unfi
     assert run_cli("score", "--dataset_name", pool_file, "--output_dir", out, *other, *SMALL, "--overwrite") == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["models"]["complexity"]["model"] == "tiny-random:seed=5"
+
+
+def test_resume_key_follows_every_setting_of_the_scorer(pool_file, unfinished_score_run, tmp_path, capsys):
+    # No list of settings is kept by hand: one that changes what the scorer computes changes its fingerprint.
+    out = tmp_path / "out"
+    _unfinished_score_run(unfinished_score_run, out)
+    assert run_cli("score", "--dataset_name", pool_file, "--output_dir", out, *SCORE_MODELS, *SMALL,
+                   "--scorer_max_batch_tokens", 64) == 1  # fmt: skip
+    error = capsys.readouterr().err
+    assert "complexity.max_batch_tokens: None -> 64" in error and "fingerprint: " in error
+
+
+def test_resume_on_another_resolved_dtype_is_refused(pool_file, unfinished_score_run, tmp_path, capsys, monkeypatch):
+    # Started with the default dtype on a CPU (fp32); resumed where the default resolves to bf16 (a GPU): refused,
+    # though the recipe is the same.
+    import torch
+
+    import deita_hf.modeling
+
+    out = tmp_path / "out"
+    _unfinished_score_run(unfinished_score_run, out)
+    resolve_dtype = deita_hf.modeling.resolve_dtype
+    monkeypatch.setattr(
+        deita_hf.modeling,
+        "resolve_dtype",
+        lambda dtype, device: torch.bfloat16 if dtype is None else resolve_dtype(dtype, device),
+    )
+    assert run_cli("score", "--dataset_name", pool_file, "--output_dir", out, *SCORE_MODELS, *SMALL) == 1
+    assert "dtype: 'float32' -> 'bfloat16'" in capsys.readouterr().err
+
+
+def test_the_resume_key_is_the_same_in_every_process():
+    from deita_hf.config import COMMAND_ARGUMENTS, parse_recipe
+    from deita_hf.distributed import ProcessInfo
+    from deita_hf.pipeline.config import RunConfig
+    from deita_hf.pipeline.steps import embedding_step, scoring_step
+
+    argv = ["--dataset_name", "pool.jsonl", "--output_dir", "out", "--budget", "3", *map(str, MODELS)]
+    config = RunConfig.from_groups("run", parse_recipe(argv, COMMAND_ARGUMENTS["run"]))
+    for make in (scoring_step, embedding_step):
+        keys = [make(config, ProcessInfo(rank, 2, rank)).key for rank in (0, 1)]
+        assert keys[0] == keys[1]
+        assert (keys[0]["device"], keys[0]["dtype"]) == ("cpu", "float32") and len(keys[0]["fingerprint"]) == 16
 
 
 def test_resume_on_changed_input_rows_is_refused(pool_file, unfinished_score_run, tmp_path, capsys):

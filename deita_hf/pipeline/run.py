@@ -9,12 +9,6 @@ from pathlib import Path
 from typing import Any
 
 from ..config import (
-    DataArguments,
-    EmbeddingArguments,
-    HubArguments,
-    RuntimeArguments,
-    ScoringArguments,
-    SelectionArguments,
     dump_recipe,
     to_recipe,
 )
@@ -41,6 +35,7 @@ from ..io import (
     save_dataset_folder,
 )
 from ..selection import SIMILARITY_COLUMN
+from .config import RunConfig
 from .shards import add_columns, compute_shards, merge_shards
 from .steps import embedding_step, scoring_step, select_pool
 from .summary import _summary, format_summary
@@ -48,43 +43,6 @@ from .summary import _summary, format_summary
 logger = logging.getLogger(__name__)
 
 # -- the command -----------------------------------------------------------------------------------------------
-
-
-def _check_arguments(command: str, groups: dict[type, Any]) -> None:
-    data = groups[DataArguments]
-    if not data.dataset_name:
-        raise PipelineError("set the input with --dataset_name (or dataset_name: in the recipe)")
-    if not data.output_dir:
-        raise PipelineError("set the output folder with --output_dir")
-    if data.shard_size < 1:
-        raise PipelineError(f"--shard_size must be at least 1, got {data.shard_size}")
-    if data.max_rows is not None and data.max_rows < 1:
-        raise PipelineError(f"--max_rows must be at least 1, got {data.max_rows}")
-    hub = groups.get(HubArguments)
-    if hub is not None and hub.push_to_hub:
-        from huggingface_hub import get_token
-
-        # Before hours of scoring, not after: a push needs a token.
-        if get_token() is None:
-            raise PipelineError(
-                f"--push_to_hub {hub.push_to_hub} needs a Hugging Face token: log in with `hf auth login` or set "
-                "the HF_TOKEN environment variable"
-            )
-    runtime = groups.get(RuntimeArguments)
-    if runtime is not None and runtime.device is not None:
-        from ..modeling import check_device
-
-        try:
-            check_device(runtime.device)
-        except ValueError as error:
-            raise PipelineError(f"--{error}") from None
-    selection = groups.get(SelectionArguments)
-    if selection is not None:
-        if selection.budget is None or selection.budget < 1:
-            raise PipelineError("set how many rows to select with --budget (at least 1)")
-        from ..selection import check_threshold
-
-        check_threshold(selection.threshold, "--threshold")
 
 
 def run_command(
@@ -104,25 +62,15 @@ def run_command(
         groups = parse_recipe(["--config", "recipes/smoke/select.yaml"], COMMAND_ARGUMENTS["run"])
         summary = run_command("run", *groups)
     """
-    if command not in ("score", "embed", "select", "run"):
-        raise ValueError(f"unknown command {command!r}")
-    by_type = {type(group): group for group in groups}
-    _check_arguments(command, by_type)
-    data: DataArguments = by_type[DataArguments]
-    runtime: RuntimeArguments = by_type.get(RuntimeArguments, RuntimeArguments())
-    scoring: ScoringArguments | None = by_type.get(ScoringArguments)
-    embedding: EmbeddingArguments | None = by_type.get(EmbeddingArguments)
-    selection: SelectionArguments | None = by_type.get(SelectionArguments)
-    hub: HubArguments | None = by_type.get(HubArguments)
+    config = RunConfig.from_groups(command, groups, command_line)
+    data, runtime = config.data, config.runtime
 
     started = time.time()
     info = init_processes(runtime.ddp_timeout)
     try:
         with quiet_datasets():
             try:
-                outcome = _run(
-                    command, groups, data, runtime, scoring, embedding, selection, hub, info, command_line, progress
-                )
+                outcome = _run(config, info, progress)
             except OSError as error:
                 message = describe_os_error(error, data)
                 if message is None:
@@ -139,63 +87,26 @@ def run_command(
     return summary
 
 
-def _run(
-    command: str,
-    groups: tuple[Any, ...],
-    data: DataArguments,
-    runtime: RuntimeArguments,
-    scoring: ScoringArguments | None,
-    embedding: EmbeddingArguments | None,
-    selection: SelectionArguments | None,
-    hub: HubArguments | None,
-    info: ProcessInfo,
-    command_line: str | None,
-    progress: bool,
-) -> tuple[dict[str, Any], bool, str | None] | None:
-    output_dir = Path(data.output_dir)
-    check_input_outside_outputs(data.dataset_name, output_dir)
-    with output_lock(output_dir, info, command_line):
-        return _run_locked(
-            command,
-            groups,
-            data,
-            runtime,
-            scoring,
-            embedding,
-            selection,
-            hub,
-            info,
-            output_dir,
-            command_line,
-            progress,
-        )
+def _run(config: RunConfig, info: ProcessInfo, progress: bool) -> tuple[dict[str, Any], bool, str | None] | None:
+    output_dir = Path(config.data.output_dir)
+    check_input_outside_outputs(config.data.dataset_name, output_dir)
+    with output_lock(output_dir, info, config.command_line):
+        return _run_locked(config, info, output_dir, progress)
 
 
 def _run_locked(
-    command: str,
-    groups: tuple[Any, ...],
-    data: DataArguments,
-    runtime: RuntimeArguments,
-    scoring: ScoringArguments | None,
-    embedding: EmbeddingArguments | None,
-    selection: SelectionArguments | None,
-    hub: HubArguments | None,
-    info: ProcessInfo,
-    output_dir: Path,
-    command_line: str | None,
-    progress: bool,
+    config: RunConfig, info: ProcessInfo, output_dir: Path, progress: bool
 ) -> tuple[dict[str, Any], bool, str | None] | None:
+    command, data, selection, hub = config.command, config.data, config.selection, config.hub
     state = prepare_output_dir(output_dir, data.overwrite, info)
     with main_process_first(info):
         dataset = load_input(data.dataset_name, data.dataset_config, data.dataset_split, data.max_rows)
     row_format = data.dataset_format or detect_format(dataset.column_names)
     steps = []
-    if scoring is not None:
-        steps.append(scoring_step(scoring, data, runtime, info))
-    if embedding is not None:
-        steps.append(
-            embedding_step(embedding, data, runtime, info, scoring.on_error if scoring is not None else "raise")
-        )
+    if config.scoring is not None:
+        steps.append(scoring_step(config, info))
+    if config.embedding is not None:
+        steps.append(embedding_step(config, info))
     written = [column for step in steps for column in step.columns] + ([SIMILARITY_COLUMN] if selection else [])
     replaced = [column for column in written if column in dataset.column_names]
     if replaced:
@@ -212,8 +123,8 @@ def _run_locked(
         columns, step_stats = merge_shards(step, len(dataset), output_dir, data.shard_size)
         pool = add_columns(pool, columns)
         stats[step.name] = step_stats
-    summary = _summary(command, command_line, data, selection, pool, row_format, steps, stats)
-    recipe_text = dump_recipe(to_recipe(*groups))
+    summary = _summary(command, config.command_line, data, selection, pool, row_format, steps, stats)
+    recipe_text = dump_recipe(to_recipe(*config.groups))
     if command in ("score", "embed", "run"):
         from ..hub import pool_card
 
@@ -232,7 +143,7 @@ def _run_locked(
         from ..hub import selection_card
         from ..report import budget_shortfall, write_report
 
-        selected, table, counts = select_pool(pool, selection, runtime, row_format)
+        selected, table, counts = select_pool(pool, selection, config.runtime, row_format)
         strategies = counts.pop("strategies", None)
         summary["counts"].update(counts)
         shortfall = budget_shortfall(summary)

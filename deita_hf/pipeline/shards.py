@@ -9,8 +9,8 @@ import hashlib
 import json
 import logging
 import os
+import pickle
 import shutil
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,21 +28,65 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class Step:
-    """A sharded, resumable ``Dataset.map``-like step.
+    """A sharded, resumable ``Dataset.map`` step.
 
     Args:
         name: the step's folder under ``shards/`` (``"score"``, ``"embed"``).
-        make_function: builds the ``Dataset.map`` callable (called once, only if a shard must be computed).
-        settings: everything the results depend on; a resumed run must have the same.
+        function: the ``Dataset.map`` callable, built once from the recipe: a :class:`~deita_hf.modeling.LazyModel`
+            (or one holding them) whose weights load on the first call.
+        key: what the results depend on (:func:`resume_key`); a resumed run must have the same.
         columns: the columns the step adds.
-        models: what the summary says about the step's models (see :func:`describe_model`).
+        models: what the summary says about the step's models (see :func:`~deita_hf.modeling.describe_model`).
     """
 
     name: str
-    make_function: Callable[[], Any]
-    settings: dict[str, Any]
+    function: Any
+    key: dict[str, Any]
     columns: tuple[str, ...]
     models: dict[str, dict[str, Any]]
+
+
+def resume_key(
+    function: Any, models: dict[str, dict[str, Any]], device: str | None, dtype: str | None, info: ProcessInfo
+) -> dict[str, Any]:
+    """What the results of a step's ``function`` depend on, recorded in ``plan.json`` and compared on resume.
+
+    - ``fingerprint``: the callable's own state hashed as the ``datasets`` cache hashes it (every setting it was
+      built with, the model revisions and the signature of the weights: :meth:`LazyModel.__getstate__`), so no
+      setting can be left out by hand;
+    - ``device`` and ``dtype``: the device type and the dtype the weights load in on this machine, resolved
+      (bf16 on a GPU, fp32 on a CPU when not set), so a run started in fp32 does not resume in bf16;
+    - readable entries (the recipe's model names, the callable's settings), which name what changed.
+    """
+    from datasets.fingerprint import Hasher
+
+    from ..modeling import resolve_device, resolve_dtype
+
+    resolved = resolve_device(device, info.local_rank)
+    key: dict[str, Any] = {f"{name}_model": model["model"] for name, model in models.items()}
+    key.update(_settings(function))
+    key.update(
+        fingerprint=Hasher.hash(function),
+        device=resolved.type,
+        dtype=str(resolve_dtype(dtype, resolved)).removeprefix("torch."),
+    )
+    return key
+
+
+def _settings(function: Any, prefix: str = "") -> dict[str, Any]:
+    """The public settings of a callable and of the models it holds, flattened (``complexity.batch_size``)."""
+    from ..modeling import LazyModel
+
+    state = function.__getstate__() if isinstance(function, LazyModel) else vars(function)
+    settings: dict[str, Any] = {}
+    for name, value in state.items():
+        if name.startswith("_"):
+            continue
+        if value is None or isinstance(value, (str, int, float, bool)):
+            settings[prefix + name] = value
+        elif isinstance(value, LazyModel):
+            settings.update(_settings(value, f"{prefix}{name}."))
+    return settings
 
 
 def rows_hash(batch: dict[str, list[Any]]) -> str:
@@ -63,7 +107,7 @@ def compute_shards(
     """Compute this process's missing shards of ``step`` (every process calls this)."""
     folder = output_dir / SHARDS_DIR / step.name
     bounds = shard_bounds(len(dataset), shard_size)
-    plan = {"step": step.name, "rows": len(dataset), "shard_size": shard_size, "settings": step.settings}
+    plan = {"step": step.name, "rows": len(dataset), "shard_size": shard_size, "settings": step.key}
     plan_path = folder / "plan.json"
     stale = False
     if plan_path.exists():
@@ -119,7 +163,9 @@ def compute_shards(
         )
     if not todo:
         return
-    function = step.make_function()
+    # A copy of the step's callable for this computation (its pickled settings, never weights): its models load
+    # on this process's device at the first call and are freed with it when the step ends.
+    function = pickle.loads(pickle.dumps(step.function))
     bar = tqdm(
         total=total_rows,
         initial=done_rows,
@@ -131,7 +177,7 @@ def compute_shards(
         start, stop = bounds[k]
         batch = dataset[start:stop]
         before = dict(getattr(function, "stats", {}))
-        columns = function(batch, batched=True, indices=list(range(start, stop)))
+        columns = function(batch, batched=True, indices=list(range(start, stop)), rank=info.local_rank)
         after = dict(getattr(function, "stats", {}))
         stats = {key: after[key] - before.get(key, 0) for key in after if after[key] != before.get(key, 0)}
         _write_shard(folder, k, {name: columns[name] for name in step.columns}, rows_hash(batch), stats)

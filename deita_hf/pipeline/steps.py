@@ -6,135 +6,88 @@ import logging
 import math
 from typing import Any
 
-from ..config import DataArguments, EmbeddingArguments, RuntimeArguments, ScoringArguments, SelectionArguments
+from ..config import RuntimeArguments, SelectionArguments
 from ..constants import COMPLEXITY_COLUMN, EMBEDDING_COLUMN, QUALITY_COLUMN, SCORE_COLUMN
 from ..distributed import ProcessInfo
 from ..errors import PipelineError
 from ..modeling import describe_model, resolve_commit, resolve_model
 from ..selection import SIMILARITY_COLUMN
-from .shards import Step
+from .config import RunConfig
+from .shards import Step, resume_key
 
 logger = logging.getLogger(__name__)
 
 # -- the steps -------------------------------------------------------------------------------------------------
 
 
-def scoring_step(scoring: ScoringArguments, data: DataArguments, runtime: RuntimeArguments, info: ProcessInfo) -> Step:
-    """Complexity, quality and deita_score with :class:`deita_hf.DeitaScorer`."""
+def scoring_step(config: RunConfig, info: ProcessInfo) -> Step:
+    """Complexity, quality and deita_score with :class:`deita_hf.DeitaScorer`, built once from the recipe."""
+    from ..scoring import DeitaScorer
     from ..tokenization import resolve_tokenization
 
+    scoring, data, runtime = config.scoring, config.data, config.runtime
     complexity_commit = resolve_commit(scoring.complexity_model, scoring.complexity_revision)
     quality_commit = resolve_commit(scoring.quality_model, scoring.quality_revision)
-    tokenization = {
-        name: resolve_tokenization(resolve_model(model), commit or revision, scoring.scorer_tokenization)
-        for name, model, revision, commit in (
-            ("complexity", scoring.complexity_model, scoring.complexity_revision, complexity_commit),
-            ("quality", scoring.quality_model, scoring.quality_revision, quality_commit),
-        )
-    }
-    settings = {
-        "complexity_model": scoring.complexity_model,
-        "complexity_revision": complexity_commit or scoring.complexity_revision,
-        "quality_model": scoring.quality_model,
-        "quality_revision": quality_commit or scoring.quality_revision,
-        "batch_size": scoring.scorer_batch_size,
-        "max_batch_tokens": scoring.scorer_max_batch_tokens,
-        "max_length": scoring.scorer_max_length,
-        "dtype": scoring.scorer_dtype,
-        "complexity_tokenization": tokenization["complexity"],
-        "quality_tokenization": tokenization["quality"],
-        "format": data.dataset_format,
-        "on_error": scoring.on_error,
-    }
-
-    def make() -> Any:
-        from ..scoring import DeitaScorer
-
-        scorer = DeitaScorer(
-            resolve_model(scoring.complexity_model),
-            resolve_model(scoring.quality_model),
-            complexity_revision=settings["complexity_revision"],
-            quality_revision=settings["quality_revision"],
-            format=data.dataset_format,
-            on_error=scoring.on_error,
-            batch_size=scoring.scorer_batch_size,
-            max_batch_tokens=scoring.scorer_max_batch_tokens,
-            max_length=scoring.scorer_max_length,
-            progress=False,
-            dtype=scoring.scorer_dtype,
-            device=_device(runtime, info),
-            trust_remote_code=runtime.trust_remote_code,
-        )
-        scorer.complexity.tokenization = tokenization["complexity"]
-        scorer.quality.tokenization = tokenization["quality"]
-        return scorer
-
+    scorer = DeitaScorer(
+        resolve_model(scoring.complexity_model),
+        resolve_model(scoring.quality_model),
+        complexity_revision=complexity_commit or scoring.complexity_revision,
+        quality_revision=quality_commit or scoring.quality_revision,
+        format=data.dataset_format,
+        on_error=scoring.on_error,
+        batch_size=scoring.scorer_batch_size,
+        max_batch_tokens=scoring.scorer_max_batch_tokens,
+        max_length=scoring.scorer_max_length,
+        progress=False,
+        dtype=scoring.scorer_dtype,
+        # The device is resolved per process when the weights load (the process's GPU), so the callable and its
+        # resume key are the same in every process.
+        device=runtime.device,
+        trust_remote_code=runtime.trust_remote_code,
+    )
     models = {
         "complexity": describe_model(scoring.complexity_model, scoring.complexity_revision, complexity_commit),
         "quality": describe_model(scoring.quality_model, scoring.quality_revision, quality_commit),
     }
-    for name, model in models.items():
-        model["tokenization"] = tokenization[name]
-    return Step("score", make, settings, (COMPLEXITY_COLUMN, QUALITY_COLUMN, SCORE_COLUMN), models)
+    for name, scorer_of in (("complexity", scorer.complexity), ("quality", scorer.quality)):
+        scorer_of.tokenization = resolve_tokenization(
+            scorer_of.model_name_or_path, scorer_of.revision, scoring.scorer_tokenization
+        )
+        models[name]["tokenization"] = scorer_of.tokenization
+    key = resume_key(scorer, models, runtime.device, scoring.scorer_dtype, info)
+    return Step("score", scorer, key, (COMPLEXITY_COLUMN, QUALITY_COLUMN, SCORE_COLUMN), models)
 
 
-def embedding_step(
-    embedding: EmbeddingArguments,
-    data: DataArguments,
-    runtime: RuntimeArguments,
-    info: ProcessInfo,
-    on_error: str = "raise",
-) -> Step:
-    """The ``embedding`` column with :class:`deita_hf.Embedder` (``on_error`` as the scorers' in ``run``)."""
+def embedding_step(config: RunConfig, info: ProcessInfo) -> Step:
+    """The ``embedding`` column with :class:`deita_hf.Embedder`, built once from the recipe; a row that cannot be
+    read is handled as the scorers' ``on_error`` says in ``run`` (an error in ``embed``)."""
+    from ..embedding import Embedder
     from ..tokenization import resolve_tokenization
 
+    embedding, data, runtime = config.embedding, config.data, config.runtime
     commit = resolve_commit(embedding.embedding_model, embedding.embedding_revision)
-    tokenization = resolve_tokenization(
-        resolve_model(embedding.embedding_model),
-        commit or embedding.embedding_revision,
-        embedding.embedding_tokenization,
+    revision = commit or embedding.embedding_revision
+    model = resolve_model(embedding.embedding_model)
+    tokenization = resolve_tokenization(model, revision, embedding.embedding_tokenization)
+    embedder = Embedder(
+        model,
+        kind=embedding.embedding_kind,
+        format=data.dataset_format,
+        batch_size=embedding.embedding_batch_size,
+        max_length=embedding.embedding_max_length,
+        only_answer=embedding.only_answer,
+        tokenization=tokenization,
+        on_error=config.scoring.on_error if config.scoring is not None else "raise",
+        progress=False,
+        revision=revision,
+        dtype=embedding.embedding_dtype,
+        device=runtime.device,
+        trust_remote_code=runtime.trust_remote_code,
     )
-    settings = {
-        "embedding_model": embedding.embedding_model,
-        "embedding_revision": commit or embedding.embedding_revision,
-        "kind": embedding.embedding_kind,
-        "batch_size": embedding.embedding_batch_size,
-        "max_length": embedding.embedding_max_length,
-        "dtype": embedding.embedding_dtype,
-        "only_answer": embedding.only_answer,
-        "tokenization": tokenization,
-        "format": data.dataset_format,
-        "on_error": on_error,
-    }
-
-    def make() -> Any:
-        from ..embedding import Embedder
-
-        return Embedder(
-            resolve_model(embedding.embedding_model),
-            kind=embedding.embedding_kind,
-            format=data.dataset_format,
-            batch_size=embedding.embedding_batch_size,
-            max_length=embedding.embedding_max_length,
-            only_answer=embedding.only_answer,
-            tokenization=tokenization,
-            on_error=on_error,
-            progress=False,
-            revision=settings["embedding_revision"],
-            dtype=embedding.embedding_dtype,
-            device=_device(runtime, info),
-            trust_remote_code=runtime.trust_remote_code,
-        )
-
     models = {"embedding": describe_model(embedding.embedding_model, embedding.embedding_revision, commit)}
     models["embedding"]["tokenization"] = tokenization
-    return Step("embed", make, settings, (EMBEDDING_COLUMN,), models)
-
-
-def _device(runtime: RuntimeArguments, info: ProcessInfo) -> str:
-    from ..modeling import resolve_device
-
-    return str(resolve_device(runtime.device, info.local_rank))
+    key = resume_key(embedder, models, runtime.device, embedding.embedding_dtype, info)
+    return Step("embed", embedder, key, (EMBEDDING_COLUMN,), models)
 
 
 # -- selection -------------------------------------------------------------------------------------------------
