@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install test test-fast lint format bench smoke clean
+.PHONY: install test test-fast lint format docs bench smoke clean
 
 install:
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,6 +27,10 @@ lint:
 format:
 	$(BIN)/ruff check --fix deita_hf tests benchmarks
 	$(BIN)/ruff format deita_hf tests benchmarks
+
+docs:
+	# The option tables of the docs, made from the dataclasses (tests/test_docs.py checks them).
+	$(BIN)/python -m deita_hf.config docs/*.md
 
 bench:
 	for script in benchmarks/bench_*.py; do $(BIN)/python $$script || exit 1; done

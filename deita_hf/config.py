@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import os
+import re
 import types
 import typing
 from argparse import ArgumentDefaultsHelpFormatter
@@ -36,7 +37,9 @@ from .constants import (
 from .errors import ConfigError, MissingFileError
 
 
-def _help(text: str, default: Any = dataclasses.MISSING, **kwargs: Any) -> Any:
+def option(text: str, default: Any = dataclasses.MISSING, **kwargs: Any) -> Any:
+    """A dataclass field with its help text: the one place where an option's default and meaning are written
+    (``--help`` and the option tables of docs/*.md are made from it, see :func:`options_table`)."""
     if "default_factory" in kwargs:
         return field(metadata={"help": text}, **kwargs)
     return field(default=default, metadata={"help": text})
@@ -63,21 +66,23 @@ class DataArguments:
 
     _argument_group_name = "data and outputs"
 
-    dataset_name: str | None = _help(
+    dataset_name: str | None = option(
         "Input: a Hub dataset id, a local json/jsonl/parquet/csv file, or a save_to_disk folder.", None
     )
-    dataset_config: str | None = _help("Configuration name of a Hub dataset.", None)
-    dataset_split: str = _help("Split of the input to read.", "train")
-    dataset_format: Literal["messages", "sharegpt", "alpaca", "prompt_response", "preference"] | None = _help(
+    dataset_config: str | None = option("Configuration name of a Hub dataset.", None)
+    dataset_split: str = option("Split of the input to read.", "train")
+    dataset_format: Literal["messages", "sharegpt", "alpaca", "prompt_response", "preference"] | None = option(
         "Row format; detected from the columns when not set.", None
     )
-    max_rows: int | None = _help("Use only the first N rows of the input.", None)
-    output_dir: str | None = _help("Output folder (dataset, export, report, recipe.yaml, summary.json).", None)
-    overwrite: bool = _help("Start over in an output folder that already holds results.", False)
-    export_format: Literal["parquet", "jsonl"] = _help("Format of the export beside the dataset folder.", "parquet")
-    export_embeddings: bool = _help("Keep the embedding column in the export and in a Hub push.", False)
-    shard_size: int = _help("Rows per resumable shard of scoring and embedding.", 1000)
-    keep_shards: bool = _help("Keep output_dir/shards after a finished run.", False)
+    max_rows: int | None = option("Use only the first N rows of the input.", None)
+    output_dir: str | None = option("Output folder (dataset, export, report, recipe.yaml, summary.json).", None)
+    overwrite: bool = option("Start over in an output folder that already holds results.", False)
+    export_format: Literal["parquet", "jsonl"] = option(
+        "Format of the export beside the dataset folder (parquet or jsonl).", "parquet"
+    )
+    export_embeddings: bool = option("Keep the embedding column in the export and in a Hub push.", False)
+    shard_size: int = option("Rows per resumable shard of scoring and embedding.", 1000)
+    keep_shards: bool = option("Keep output_dir/shards after a finished run.", False)
 
 
 @dataclass
@@ -105,23 +110,23 @@ class ScoringArguments:
 
     _argument_group_name = "scoring"
 
-    complexity_model: str = _help(
+    complexity_model: str = option(
         "Complexity scorer: Hub id, local folder, or tiny-random:seed=N.", COMPLEXITY_SCORER_ID
     )
-    complexity_revision: str | None = _help("Hub revision of the complexity scorer.", None)
-    quality_model: str = _help("Quality scorer: Hub id, local folder, or tiny-random:seed=N.", QUALITY_SCORER_ID)
-    quality_revision: str | None = _help("Hub revision of the quality scorer.", None)
-    scorer_batch_size: int = _help("Most prompts per forward pass of a scorer.", 64)
-    scorer_max_batch_tokens: int | None = _help(
+    complexity_revision: str | None = option("Hub revision of the complexity scorer.", None)
+    quality_model: str = option("Quality scorer: Hub id, local folder, or tiny-random:seed=N.", QUALITY_SCORER_ID)
+    quality_revision: str | None = option("Hub revision of the quality scorer.", None)
+    scorer_batch_size: int = option("Most prompts per forward pass of a scorer.", 64)
+    scorer_max_batch_tokens: int | None = option(
         "Most padded tokens per forward pass of a scorer (default: 1024 on CPU, 16384 on GPU).", None
     )
-    scorer_max_length: int | None = _help("Longest scorer prompt in tokens (default: the model's context).", None)
-    scorer_dtype: str | None = _help("Scorer compute dtype (default: bfloat16 on GPU, float32 on CPU).", None)
-    scorer_tokenization: Literal["auto", "sentencepiece", "tokenizer"] = _help(
+    scorer_max_length: int | None = option("Longest scorer prompt in tokens (default: the model's context).", None)
+    scorer_dtype: str | None = option("Scorer compute dtype (default: bfloat16 on GPU, float32 on CPU).", None)
+    scorer_tokenization: Literal["auto", "sentencepiece", "tokenizer"] = option(
         "Prompt ids: sentencepiece (the checkpoint's tokenizer.model, as the reference), tokenizer, or auto.",
         "auto",
     )
-    on_error: Literal["raise", "nan"] = _help(
+    on_error: Literal["raise", "nan"] = option(
         "On a row that cannot be read: raise, or record NaN, count it and leave it out of the selection.", "raise"
     )
 
@@ -147,19 +152,19 @@ class EmbeddingArguments:
 
     _argument_group_name = "embedding"
 
-    embedding_model: str = _help(
+    embedding_model: str = option(
         "Embedder: Hub id, local folder, or offline-minilm (all-MiniLM-L6-v2 shipped on PyPI).",
         DEFAULT_EMBEDDING_MODEL_ID,
     )
-    embedding_revision: str | None = _help("Hub revision of the embedder.", None)
-    embedding_kind: Literal["auto", "causal_lm", "sentence"] = _help(
+    embedding_revision: str | None = option("Hub revision of the embedder.", None)
+    embedding_kind: Literal["auto", "causal_lm", "sentence"] = option(
         "causal_lm: last-token state of the Vicuna text; sentence: mean pooling; auto: from the model.", "auto"
     )
-    embedding_batch_size: int = _help("Texts per forward pass of the embedder.", 8)
-    embedding_max_length: int = _help("Tokens kept from the start of each embedded text.", 2048)
-    embedding_dtype: str | None = _help("Embedder compute dtype (default: bfloat16 on GPU, float32 on CPU).", None)
-    only_answer: bool = _help("Embed only the assistant messages.", False)
-    embedding_tokenization: Literal["auto", "sentencepiece", "tokenizer"] = _help(
+    embedding_batch_size: int = option("Texts per forward pass of the embedder.", 8)
+    embedding_max_length: int = option("Tokens kept from the start of each embedded text.", 2048)
+    embedding_dtype: str | None = option("Embedder compute dtype (default: bfloat16 on GPU, float32 on CPU).", None)
+    only_answer: bool = option("Embed only the assistant messages.", False)
+    embedding_tokenization: Literal["auto", "sentencepiece", "tokenizer"] = option(
         "Causal-LM text ids: sentencepiece (the model's tokenizer.model, as the reference), tokenizer, or auto.",
         "auto",
     )
@@ -180,17 +185,17 @@ class SelectionArguments:
 
     _argument_group_name = "selection"
 
-    budget: int | None = _help("How many rows to select.", None)
-    threshold: float = _help(
+    budget: int | None = option("How many rows to select (required).", None)
+    threshold: float = option(
         "Reject a row whose cosine similarity to a selected row is above this.", DEFAULT_THRESHOLD
     )
-    strategy: Literal["deita", "score", "complexity", "quality", "length", "random"] = _help(
-        "deita (score-first with the diversity filter) or a baseline of the paper: score, complexity, quality, "
+    strategy: Literal["deita", "score", "complexity", "quality", "length", "random"] = option(
+        "deita (score-first with the diversity filter) or a baseline of the paper (docs/selection.md): score, complexity, quality, "
         "length, random.",
         "deita",
     )
-    seed: int = _help("Seed of the random strategy.", 42)
-    compare: bool = _help("Also run every strategy and compare their subsets in the report.", False)
+    seed: int = option("Seed of the random strategy.", 42)
+    compare: bool = option("Also run every strategy on the pool and compare their subsets in the report.", False)
 
 
 @dataclass
@@ -207,9 +212,9 @@ class HubArguments:
 
     _argument_group_name = "hub"
 
-    push_to_hub: str | None = _help("Push the selection and its card to this Hub dataset repository.", None)
-    hub_private: bool = _help("Create the Hub repository private.", False)
-    hub_license: str | None = _help("License in the dataset card's metadata, e.g. apache-2.0.", None)
+    push_to_hub: str | None = option("Push the selection and its card to this Hub dataset repository.", None)
+    hub_private: bool = option("Create the Hub repository private.", False)
+    hub_license: str | None = option("License in the dataset card's metadata, e.g. apache-2.0.", None)
 
 
 @dataclass
@@ -226,10 +231,10 @@ class RuntimeArguments:
 
     _argument_group_name = "runtime"
 
-    device: str | None = _help("Run the models here (default: GPU of the local rank, else CPU).", None)
-    trust_remote_code: bool = _help("Allow code from model repositories.", False)
-    ddp_timeout: int = _help("Seconds a process waits for the others at a barrier.", 21600)
-    verbose: bool = _help("Show every log line and the libraries' own progress bars (loading, saving).", False)
+    device: str | None = option("Run the models here (default: GPU of the local rank, else CPU).", None)
+    trust_remote_code: bool = option("Allow code from model repositories.", False)
+    ddp_timeout: int = option("Seconds a process waits for the others at a barrier.", 21600)
+    verbose: bool = option("Show every log line and the libraries' own progress bars (loading, saving).", False)
 
 
 @dataclass
@@ -276,50 +281,52 @@ class EvalArguments:
 
     _argument_group_name = "evaluation"
 
-    model_name_or_path: str | None = _help("The model to evaluate: a local folder or a Hub id.", None)
-    model_revision: str | None = _help("Hub revision of the model.", None)
-    model_name: str | None = _help("Name in the answer files and results (default: from the path or id).", None)
-    output_dir: str | None = _help("Output folder (answers, judgments, results.json, results.md, README.md).", None)
-    benchmarks: list[str] = _help(
+    model_name_or_path: str | None = option("The model to evaluate: a local folder or a Hub id (required).", None)
+    model_revision: str | None = option("Hub revision of the model.", None)
+    model_name: str | None = option("Name in the answer files and results (default: from the path or id).", None)
+    output_dir: str | None = option(
+        "Output folder (required): answers, judgments, results.json, results.md, README.md.", None
+    )
+    benchmarks: list[str] = option(
         "Any of leaderboard, mt_bench, alpaca_eval.",
         default_factory=lambda: ["leaderboard", "mt_bench", "alpaca_eval"],
     )
-    leaderboard_tasks: list[str] = _help(
+    leaderboard_tasks: list[str] = option(
         "lm-eval tasks as task:shots.",
         default_factory=lambda: ["arc_challenge:25", "hellaswag:10", "mmlu:5", "truthfulqa_mc2:0"],
     )
-    lm_eval_include_path: str | None = _help("A folder of extra lm-eval task YAMLs.", None)
-    lm_eval_batch_size: str = _help("lm-eval batch size: a number or auto.", "auto")
-    lm_eval_limit: int | None = _help("At most N documents per lm-eval task (quick checks only).", None)
-    mt_bench_questions: str = _help("MT-Bench questions: URL, local file or Hub dataset id.", MT_BENCH_QUESTIONS_URL)
-    alpaca_eval_instructions: str = _help(
+    lm_eval_include_path: str | None = option("A folder of extra lm-eval task YAMLs.", None)
+    lm_eval_batch_size: str = option("lm-eval batch size: a number or auto.", "auto")
+    lm_eval_limit: int | None = option("At most N documents per lm-eval task (quick checks only).", None)
+    mt_bench_questions: str = option("MT-Bench questions: URL, local file or Hub dataset id.", MT_BENCH_QUESTIONS_URL)
+    alpaca_eval_instructions: str = option(
         "AlpacaEval instructions: URL, local file or Hub dataset id.", ALPACA_EVAL_INSTRUCTIONS_URL
     )
-    max_questions: int | None = _help("Answer only the first N questions of each benchmark (quick checks).", None)
-    chat_template: Literal["auto", "vicuna", "model"] = _help(
+    max_questions: int | None = option("Answer only the first N questions of each benchmark (quick checks).", None)
+    chat_template: Literal["auto", "vicuna", "model"] = option(
         "auto: the tokenizer's own, else Vicuna v1.1; vicuna; model.", "auto"
     )
-    sampling: Literal["benchmark", "greedy"] = _help(
+    sampling: Literal["benchmark", "greedy"] = option(
         "benchmark: FastChat's MT-Bench temperatures, greedy AlpacaEval; greedy: greedy everywhere.", "benchmark"
     )
-    generation_batch_size: int = _help("Prompts per generate call.", 8)
-    mt_bench_max_new_tokens: int = _help("Longest MT-Bench answer in tokens.", 1024)
-    alpaca_eval_max_new_tokens: int = _help("Longest AlpacaEval answer in tokens.", 2048)
-    dtype: str | None = _help("Compute dtype (default: bfloat16 on GPU, float32 on CPU).", None)
-    seed: int = _help("Seed of sampled answers and of lm-eval.", 42)
-    judge: bool = _help("Run the judges after the answers.", False)
-    judge_base_url: str | None = _help("OpenAI-compatible endpoint of the judges (default $OPENAI_BASE_URL).", None)
-    judge_model: str = _help("Judge model name at that endpoint.", "gpt-4")
-    judge_api_key_env: str = _help("Environment variable holding the judge's API key.", "OPENAI_API_KEY")
-    alpaca_eval_annotator: str = _help("alpaca-eval evaluator config name.", "alpaca_eval_gpt4")
-    alpaca_eval_reference: str | None = _help(
+    generation_batch_size: int = option("Prompts per generate call.", 8)
+    mt_bench_max_new_tokens: int = option("Longest MT-Bench answer in tokens.", 1024)
+    alpaca_eval_max_new_tokens: int = option("Longest AlpacaEval answer in tokens.", 2048)
+    dtype: str | None = option("Compute dtype (default: bfloat16 on GPU, float32 on CPU).", None)
+    seed: int = option("Seed of sampled answers and of lm-eval.", 42)
+    judge: bool = option("Run the judges after the answers.", False)
+    judge_base_url: str | None = option("OpenAI-compatible endpoint of the judges (default $OPENAI_BASE_URL).", None)
+    judge_model: str = option("Judge model name at that endpoint.", "gpt-4")
+    judge_api_key_env: str = option("Environment variable holding the judge's API key.", "OPENAI_API_KEY")
+    alpaca_eval_annotator: str = option("alpaca-eval evaluator config name.", "alpaca_eval_gpt4")
+    alpaca_eval_reference: str | None = option(
         "Reference outputs (default: the instructions' output column, text-davinci-003 in AlpacaEval v1).", None
     )
-    mt_bench_judgments: str | None = _help(
+    mt_bench_judgments: str | None = option(
         "FastChat's single-answer judgment file to read the MT-Bench score from.", None
     )
-    reproduces: str | None = _help("The released model this run reproduces (paper numbers beside).", None)
-    update_model_card: bool = _help("Also write the results into the local model folder's README.md.", False)
+    reproduces: str | None = option("The released model this run reproduces (paper numbers beside).", None)
+    update_model_card: bool = option("Also write the results into the local model folder's README.md.", False)
 
 
 #: The argument groups each subcommand reads.
@@ -393,12 +400,9 @@ def parse_recipe(
     parser = make_parser(groups, prog, description)
     config_path = parser.parse_known_args(argv)[0].config
     if config_path is not None:
-        recipe = load_recipe(config_path, groups)
-        for action in parser._actions:
-            if action.dest in recipe:
-                # argparse runs a string default through the option's type, so "false" becomes False.
-                action.default = recipe[action.dest]
-                action.required = False
+        # The recipe's values become the parser's defaults, so a flag overrides them; argparse runs a string
+        # default through the option's type, so "false" becomes False.
+        parser.set_defaults(**load_recipe(config_path, groups))
     namespace, unknown = parser.parse_known_args(argv)
     if unknown:
         parser.error(f"unrecognized arguments: {' '.join(unknown)}")
@@ -486,3 +490,58 @@ def to_recipe(*groups: Any) -> dict[str, Any]:
 def dump_recipe(recipe: dict[str, Any]) -> str:
     """A recipe as YAML text, keys in declaration order."""
     return yaml.safe_dump(recipe, sort_keys=False, allow_unicode=True)
+
+
+# -- the option tables of the docs ---------------------------------------------------------------------------------
+# In docs/*.md, `<!-- options: deita_hf.config.DataArguments -->` ... `<!-- end options -->` holds the generated table.
+_OPTION_TABLE = re.compile(r"(<!-- options: ([\w.:,]+) -->\n)(.*?)(<!-- end options -->)", re.DOTALL)
+
+
+def _shown(f: dataclasses.Field) -> str:
+    if f.default_factory is not dataclasses.MISSING:
+        return " ".join(map(str, f.default_factory()))
+    if f.default is dataclasses.MISSING:
+        return "required"
+    if f.default is None:
+        return "none"
+    return str(f.default).lower() if isinstance(f.default, bool) else str(f.default)
+
+
+def options_table(group: type, names: list[str] | None = None) -> str:
+    """The markdown table of a dataclass's options (of ``names`` only, if given): name, default, help text.
+
+    >>> print(options_table(HubArguments, ["hub_private"]))
+    | option | default | meaning |
+    |---|---|---|
+    | `hub_private` | `false` | Create the Hub dataset repository as private. |
+    """
+    rows = ["| option | default | meaning |", "|---|---|---|"]
+    for f in dataclasses.fields(group):
+        if names is None or f.name in names:
+            rows.append(f"| `{f.name}` | `{_shown(f)}` | {f.metadata['help']} |")
+    return "\n".join(rows)
+
+
+def update_option_tables(text: str) -> str:
+    """``text`` with every generated option table made again from its dataclass (``module.Class`` in the marker,
+    imported by name; ``module.Class:name,name`` for some fields only)."""
+    import importlib
+
+    def table(match: re.Match) -> str:
+        target, _, names = match.group(2).partition(":")
+        module, _, name = target.rpartition(".")
+        group = getattr(importlib.import_module(module), name)
+        return match.group(1) + options_table(group, names.split(",") if names else None) + "\n" + match.group(4)
+
+    return _OPTION_TABLE.sub(table, text)
+
+
+if __name__ == "__main__":  # python -m deita_hf.config docs/*.md: make the option tables of the docs again
+    import sys
+
+    for doc in sys.argv[1:]:
+        before = Path(doc).read_text()
+        after = update_option_tables(before)
+        if after != before:
+            Path(doc).write_text(after)
+            print(f"updated {doc}")

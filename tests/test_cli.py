@@ -236,15 +236,6 @@ def test_hub_options_are_documented_on_report(capsys):
         assert f"--{field.name}" in text
 
 
-def test_the_docs_list_every_option_with_its_default():
-    text = (REPO_ROOT / "docs" / "pipeline.md").read_text()
-    for group in ALL_ARGUMENTS:
-        for field in dataclasses.fields(group):
-            default = field.default
-            shown = "none" if default is None else str(default).lower() if isinstance(default, bool) else default
-            assert f"| `{field.name}` | `{shown}` |" in text, field.name
-
-
 @pytest.mark.parametrize("command", ["sft", "dpo", "make-scorer-data", "train-scorer"])
 def test_training_commands_name_themselves_in_their_usage_line(command, capsys):
     with pytest.raises(SystemExit):

@@ -31,11 +31,11 @@ import random
 import shutil
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from ..config import parse_recipe
+from ..config import option, parse_recipe
 from ..constants import EVOL_ROUNDS
 from ..errors import ConfigError, DataError
 from .evol import TASKS, Evolution, Seed, check_task, evolve, seeds_from_rows
@@ -45,10 +45,6 @@ from .ranking import Ranking, rank, scorer_rows
 logger = logging.getLogger(__name__)
 
 GENERATORS = ("openai", "transformers")
-
-
-def _help(text: str, default: Any = None) -> Any:
-    return field(default=default, metadata={"help": text})
 
 
 @dataclass
@@ -91,39 +87,41 @@ class ScorerDataConfig:
         cache_dir (`str`, *optional*): folder of the reply cache; default ``scorer_data_dir``.
     """
 
-    task: Literal["complexity", "quality"] = _help(
+    task: Literal["complexity", "quality"] = option(
         "Which scorer the data trains: complexity or quality.", "complexity"
     )
-    seed_dataset: str | None = _help(
-        "Seed rows: Hub dataset id, local json/jsonl/csv/parquet file or save_to_disk folder."
+    seed_dataset: str | None = option(
+        "Seed rows (required): Hub dataset id, local json/jsonl/csv/parquet file or save_to_disk folder.", None
     )
-    seed_dataset_config: str | None = _help("Configuration name of a Hub seed dataset.")
-    seed_split: str = _help("Split of the seed dataset.", "train")
-    seed_format: str | None = _help("Row format of the seeds (messages, sharegpt, alpaca, prompt_response).")
-    seed_sample_size: int | None = _help("Use a random sample of this many seed rows (the paper: 2000).")
-    scorer_data_dir: str = _help("Output folder of the scorer training data.", "outputs/scorer-data")
-    test_fraction: float = _help("Share of seeds held out in the test split.", 0.05)
-    seed: int = _help("Random seed of the sample, the operations, the shown order and the split.", 42)
-    rounds: int = _help("Evolution rounds per seed (the paper's M).", EVOL_ROUNDS)
-    generator: Literal["openai", "transformers"] = _help(
+    seed_dataset_config: str | None = option("Configuration name of a Hub seed dataset.", None)
+    seed_split: str = option("Split of the seed dataset.", "train")
+    seed_format: str | None = option("Row format of the seeds (messages, sharegpt, alpaca, prompt_response).", None)
+    seed_sample_size: int | None = option("Use a random sample of this many seed rows (the paper: 2000).", None)
+    scorer_data_dir: str = option("Output folder of the scorer training data.", "outputs/scorer-data")
+    test_fraction: float = option("Share of seeds held out in the test split.", 0.05)
+    seed: int = option("Random seed of the sample, the operations, the shown order and the split.", 42)
+    rounds: int = option("Evolution rounds per seed (the paper's M).", EVOL_ROUNDS)
+    generator: Literal["openai", "transformers"] = option(
         "Generating model backend: openai (any compatible endpoint) or transformers.", "openai"
     )
-    generator_model: str | None = _help("Model name served by the endpoint, or a local/Hub chat model.")
-    base_url: str | None = _help("API root of the endpoint; default $OPENAI_BASE_URL, else OpenAI's.")
-    api_key: str | None = _help("API key; default $OPENAI_API_KEY (prefer the environment).")
-    timeout: float = _help("Seconds to wait for one answer.", 120.0)
-    max_retries: int = _help("Retries of a request that timed out or failed with 408/409/429/5xx.", 5)
-    backoff: float = _help("First wait before a retry in seconds; it doubles each retry.", 1.0)
-    concurrency: int = _help("Requests in flight at once (openai).", 8)
-    batch_size: int = _help("Conversations per generate call (transformers).", 8)
-    generator_dtype: str | None = _help("dtype of the local chat model (default bf16 on GPU, fp32 on CPU).")
-    temperature: float = _help("Sampling temperature of the evolution requests.", 0.7)
-    top_p: float = _help("Nucleus sampling of all requests.", 1.0)
-    max_new_tokens: int = _help("Longest evolved text in tokens.", 2048)
-    ranking_temperature: float = _help("Sampling temperature of the ranking requests.", 0.0)
-    ranking_max_new_tokens: int = _help("Longest ranking reply in tokens.", 256)
-    parse_retries: int = _help("How often a malformed reply is asked again before the seed is reported.", 2)
-    cache_dir: str | None = _help("Folder of the reply cache; default scorer_data_dir.")
+    generator_model: str | None = option(
+        "Model name served by the endpoint, or a local/Hub chat model (required).", None
+    )
+    base_url: str | None = option("API root of the endpoint; default $OPENAI_BASE_URL, else OpenAI's.", None)
+    api_key: str | None = option("API key; default $OPENAI_API_KEY (prefer the environment).", None)
+    timeout: float = option("Seconds to wait for one answer.", 120.0)
+    max_retries: int = option("Retries of a request that timed out or failed with 408/409/429/5xx.", 5)
+    backoff: float = option("First wait before a retry in seconds; it doubles each retry.", 1.0)
+    concurrency: int = option("Requests in flight at once (openai).", 8)
+    batch_size: int = option("Conversations per generate call (transformers).", 8)
+    generator_dtype: str | None = option("dtype of the local chat model (default bf16 on GPU, fp32 on CPU).", None)
+    temperature: float = option("Sampling temperature of the evolution requests.", 0.7)
+    top_p: float = option("Nucleus sampling of all requests.", 1.0)
+    max_new_tokens: int = option("Longest evolved text in tokens.", 2048)
+    ranking_temperature: float = option("Sampling temperature of the ranking requests.", 0.0)
+    ranking_max_new_tokens: int = option("Longest ranking reply in tokens.", 256)
+    parse_retries: int = option("How often a malformed reply is asked again before the seed is reported.", 2)
+    cache_dir: str | None = option("Folder of the reply cache; default scorer_data_dir.", None)
 
     def __post_init__(self) -> None:
         check_task(self.task)
