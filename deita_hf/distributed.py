@@ -17,6 +17,7 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from .errors import ConfigError
 
@@ -47,8 +48,9 @@ def _launched_world_size() -> int:
 def init_processes(timeout_s: int = 21600) -> ProcessInfo:
     """Join the process group that ``torchrun`` / ``accelerate launch`` set up, if any.
 
-    Uses ``accelerate.PartialState`` (CPU processes talk over gloo, GPU processes over NCCL). A single
-    process (no launcher) needs no process group and gets rank 0 of 1.
+    Uses ``accelerate.PartialState`` (CPU processes talk over gloo, GPU processes over NCCL), whose barrier,
+    main-process-first and process-group teardown the functions below use. A single process (no launcher) needs
+    no process group and gets rank 0 of 1.
     """
     if _launched_world_size() <= 1:
         return ProcessInfo()
@@ -64,32 +66,35 @@ def init_processes(timeout_s: int = 21600) -> ProcessInfo:
     return info
 
 
+def _state() -> Any:
+    """The ``accelerate.PartialState`` that :func:`init_processes` set up (its state is shared per process)."""
+    from accelerate import PartialState
+
+    return PartialState()
+
+
 def barrier(info: ProcessInfo) -> None:
     """Wait until every process gets here (a no-op for a single process)."""
     if info.world_size > 1:
-        import torch.distributed as dist
-
-        dist.barrier()
+        _state().wait_for_everyone()
 
 
 def finish(info: ProcessInfo) -> None:
     """A last barrier, then leave the process group cleanly."""
     if info.world_size > 1:
-        import torch.distributed as dist
-
-        if dist.is_initialized():
-            dist.barrier()
-            dist.destroy_process_group()
+        state = _state()
+        state.wait_for_everyone()
+        state.destroy_process_group()
 
 
 @contextlib.contextmanager
 def main_process_first(info: ProcessInfo) -> Iterator[None]:
     """Run the block on the main process first (e.g. to build a cache), then on the others."""
-    if not info.is_main:
-        barrier(info)
-    yield
-    if info.is_main:
-        barrier(info)
+    if info.world_size <= 1:
+        yield
+        return
+    with _state().main_process_first():
+        yield
 
 
 def shards_of_rank(num_shards: int, rank: int, world_size: int) -> list[int]:
@@ -107,7 +112,4 @@ def shard_bounds(num_rows: int, shard_size: int) -> list[tuple[int, int]]:
 def leave(info: ProcessInfo) -> None:
     """Leave the process group without waiting for the others (after an error)."""
     if info.world_size > 1:
-        import torch.distributed as dist
-
-        if dist.is_initialized():
-            dist.destroy_process_group()
+        _state().destroy_process_group()

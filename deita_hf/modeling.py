@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import copy
 import importlib
 import json
 import logging
@@ -218,8 +219,63 @@ def _quiet_unused_head(active: bool) -> Iterator[None]:
         logger_.removeFilter(log_filter)
 
 
-class LazyModel:
+class Counted:
+    """Counters (``count``, ``stats``) that add up across the ``Dataset.map(num_proc=N)`` workers: a worker holds a
+    copy of the object and writes its counts to a file that the process which made the workers reads back.
+    The counts are never pickled (they are not part of a ``datasets`` fingerprint)."""
+
+    _counts: dict[str, int]
+    _counts_key: str | None
+
+    def _reset_counts(self) -> None:
+        self._counts = {}
+        self._counts_key = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k not in ("_counts", "_counts_key")}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._reset_counts()
+
+    def count(self, key: str, n: int = 1) -> None:
+        self._counts[key] = self._counts.get(key, 0) + n
+        if os.getpid() != _IMPORT_PID:
+            folder = _worker_counts_dir(_IMPORT_PID) / self._key()
+            folder.mkdir(parents=True, exist_ok=True)
+            tmp = folder / f".{os.getpid()}.tmp"
+            tmp.write_text(json.dumps(self._counts))
+            os.replace(tmp, folder / f"{os.getpid()}.json")
+
+    @property
+    def stats(self) -> dict[str, int]:
+        """Counts of this object in this process and in the ``Dataset.map(num_proc=N)`` workers it was sent to
+        (e.g. ``shortened_prompts``, ``unreadable_rows``)."""
+        total = dict(self._counts)
+        workers = _worker_counts_dir(os.getpid())
+        folder = workers / self._key() if workers.is_dir() else None
+        if folder is not None and folder.is_dir():
+            for path in sorted(folder.glob("*.json")):
+                for key, value in json.loads(path.read_text()).items():
+                    total[key] = total.get(key, 0) + value
+        return total
+
+    def _key(self) -> str:
+        """The object's settings as a name: the copies of one object in the workers share it."""
+        if self._counts_key is None:
+            from datasets.fingerprint import Hasher
+
+            self._counts_key = Hasher.hash(self)
+        return self._counts_key
+
+
+class LazyModel(Counted):
     """Base class of the ``Dataset.map`` callables that run a model.
+
+    A loaded model passed in is never changed: it runs as it is when it is in eval mode on the resolved device and
+    dtype, else a converted copy runs (e.g. a bf16 model in training mode passed to a CPU scorer: the scorer runs an
+    fp32 eval-mode copy, and the caller's model stays bf16 in training mode). A tokenizer passed in is not changed
+    either.
 
     Args:
         model: a Hub id, a local path, or a loaded ``transformers`` model.
@@ -264,8 +320,7 @@ class LazyModel:
         self._tokenizer = None
         self._device = None
         self._source: str | None = None
-        self._counts: dict[str, int] = {}
-        self._counts_key: str | None = None
+        self._reset_counts()
 
     # -- pickling: settings only, never the lazily loaded weights -------------------------------------
     def __getstate__(self) -> dict[str, Any]:
@@ -284,8 +339,7 @@ class LazyModel:
         self._tokenizer = None
         self._device = None
         self._source = None
-        self._counts = {}
-        self._counts_key = None
+        self._reset_counts()
 
     # -- loading ---------------------------------------------------------------------------------------
     def load(self, rank: int | None = None) -> None:
@@ -297,7 +351,7 @@ class LazyModel:
         if device.type == "cpu" and os.getpid() != _IMPORT_PID:
             torch.set_num_threads(1)
         if self._given_model is not None:
-            model = self._given_model
+            model = _runnable(self._given_model, device, dtype, self.name)
         else:
             logger.info("loading %s (revision %s) as %s on %s", self.model_name_or_path, self.revision, dtype, device)
             import transformers
@@ -312,7 +366,8 @@ class LazyModel:
                     dtype=dtype,
                     trust_remote_code=self.trust_remote_code,
                 )
-        self._model = model.to(device=device, dtype=dtype).eval()
+            model = model.to(device=device, dtype=dtype).eval()
+        self._model = model
         self._tokenizer = self._given_tokenizer or self._load_tokenizer()
         self._device = device
         self.on_load()
@@ -341,6 +396,9 @@ class LazyModel:
 
     @property
     def tokenizer(self) -> Any:
+        """The tokenizer; one passed in is returned as it is, without loading the model."""
+        if self._given_tokenizer is not None:
+            return self._given_tokenizer
         self.load()
         return self._tokenizer
 
@@ -354,38 +412,27 @@ class LazyModel:
             or type(self._given_model).__name__
         )
 
-    # -- counters ----------------------------------------------------------------------------------------
-    # A worker process of ``Dataset.map(num_proc=N)`` holds a copy of this object: it writes its counts to a
-    # file that the process which made the workers reads back, so ``stats`` counts the rows of every worker.
-    def count(self, key: str, n: int = 1) -> None:
-        self._counts[key] = self._counts.get(key, 0) + n
-        if os.getpid() != _IMPORT_PID:
-            folder = _worker_counts_dir(_IMPORT_PID) / self._key()
-            folder.mkdir(parents=True, exist_ok=True)
-            tmp = folder / f".{os.getpid()}.tmp"
-            tmp.write_text(json.dumps(self._counts))
-            os.replace(tmp, folder / f"{os.getpid()}.json")
 
-    @property
-    def stats(self) -> dict[str, int]:
-        """Counts of this object in this process and in the ``Dataset.map(num_proc=N)`` workers it was sent to
-        (e.g. ``shortened_prompts``, ``unreadable_rows``)."""
-        total = dict(self._counts)
-        workers = _worker_counts_dir(os.getpid())
-        folder = workers / self._key() if workers.is_dir() else None
-        if folder is not None and folder.is_dir():
-            for path in sorted(folder.glob("*.json")):
-                for key, value in json.loads(path.read_text()).items():
-                    total[key] = total.get(key, 0) + value
-        return total
-
-    def _key(self) -> str:
-        """The object's settings as a name: the copies of one object in the workers share it."""
-        if self._counts_key is None:
-            from datasets.fingerprint import Hasher
-
-            self._counts_key = Hasher.hash(self)
-        return self._counts_key
+def _runnable(model: Any, device: torch.device, dtype: torch.dtype, name: str) -> Any:
+    """A model passed in, ready to run on ``device`` in ``dtype`` in eval mode, without changing the caller's
+    object: the model itself when it already is, else a converted copy (which costs its memory once more)."""
+    ready = not model.training and all(
+        parameter.device == device and (parameter.dtype == dtype or not parameter.is_floating_point())
+        for parameter in model.parameters()
+    )
+    if ready:
+        return model
+    logger.warning(
+        "%s is in %s mode on %s as %s; running a copy in eval mode on %s as %s (the model passed in is left as it "
+        "is; pass it in eval mode, with dtype= and device= matching it, to run it without a copy)",
+        name,
+        "training" if model.training else "eval",
+        next(model.parameters()).device,
+        next(model.parameters()).dtype,
+        device,
+        dtype,
+    )
+    return copy.deepcopy(model).to(device=device, dtype=dtype).eval()
 
 
 def _worker_counts_dir(parent_pid: int) -> Path:

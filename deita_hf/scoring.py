@@ -35,7 +35,7 @@ from .constants import (
 )
 from .errors import ConfigError
 from .formats import RowError, Turn, detect_format, is_batched, iter_batch_rows, row_turns
-from .modeling import LazyModel, MapCall, read_map_call
+from .modeling import Counted, LazyModel, MapCall, read_map_call
 from .tokenization import PromptEncoder, check_tokenization, prompt_encoder
 
 logger = logging.getLogger(__name__)
@@ -429,7 +429,7 @@ def _score_rows(
     return results
 
 
-class DeitaScorer:
+class DeitaScorer(Counted):
     """Both scorers and the Deita score ``sum_t c_t * q_t`` (SPEC section 5), in one ``Dataset.map`` call.
 
     Adds ``complexity_scores``, ``quality_scores`` and ``deita_score``. Extra keyword arguments (e.g.
@@ -463,15 +463,15 @@ class DeitaScorer:
         self.quality = QualityScorer(quality_model, quality_tokenizer, revision=quality_revision or revision, **common)
         self.format = format
         self.on_error = on_error
+        self._reset_counts()
 
     @property
     def stats(self) -> dict[str, int]:
-        """Counts of this process: shortened prompts per scorer, unreadable rows."""
-        out = {
-            f"{scorer.column}.{k}" if k != "unreadable_rows" else k: v
-            for scorer in (self.complexity, self.quality)
-            for k, v in scorer.stats.items()
-        }
+        """Counts of this object and of its two scorers, in this process and its ``num_proc`` workers: unreadable
+        rows, and shortened prompts per scorer (``complexity_scores.shortened_prompts``, ...)."""
+        out = dict(super().stats)
+        for scorer in (self.complexity, self.quality):
+            out.update({f"{scorer.column}.{k}": v for k, v in scorer.stats.items()})
         return out
 
     def __call__(
@@ -487,7 +487,7 @@ class DeitaScorer:
         self.complexity.load(call.rank)
         self.quality.load(call.rank)
         complexity, quality = _score_rows(
-            batch, call, self.format, self.on_error, [self.complexity, self.quality], self.complexity.count
+            batch, call, self.format, self.on_error, [self.complexity, self.quality], self.count
         )
         if call.batched:
             total = [sum(c * q for c, q in zip(cs, qs)) for cs, qs in zip(complexity, quality)]

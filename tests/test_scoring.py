@@ -1,5 +1,6 @@
 """Complexity and quality scores: exact, batched, picklable (SPEC sections 2, 3, 5 and 10)."""
 
+import copy
 import math
 import pickle
 
@@ -525,3 +526,31 @@ def test_a_scorer_called_from_a_mapped_function_follows_that_call(tiny_llama, by
     out = ds.map(lambda batch, indices: scorer(batch, indices=indices), batched=True, with_indices=True)
     for a, b in zip(out["complexity_scores"], expected):
         assert a == pytest.approx(b, abs=1e-5)
+
+
+def test_a_bf16_model_in_training_mode_passed_in_is_left_as_it_was(tiny_llama, byte_tokenizer):
+    given = copy.deepcopy(tiny_llama).to(torch.bfloat16).train()
+    weights = {name: p.detach().clone() for name, p in given.named_parameters()}
+    scorer = make(ComplexityScorer, given, byte_tokenizer)
+    scores = scorer(ALPACA_BATCH, batched=True)["complexity_scores"]
+    assert given.training and all(p.dtype == torch.bfloat16 for p in given.parameters())
+    assert all(torch.equal(p, weights[name]) for name, p in given.named_parameters())
+    # The scorer ran an fp32 eval-mode copy: the same scores as the fp32 model rounded to bf16 and back.
+    assert scorer.model is not given and not scorer.model.training
+    assert all(p.dtype == torch.float32 for p in scorer.model.parameters())
+    rounded = copy.deepcopy(tiny_llama).to(torch.bfloat16).float().eval()
+    expected = make(ComplexityScorer, rounded, byte_tokenizer)(ALPACA_BATCH, batched=True)["complexity_scores"]
+    assert scores == expected
+
+
+def test_a_model_passed_in_ready_to_run_is_used_without_a_copy(tiny_llama, byte_tokenizer):
+    scorer = make(ComplexityScorer, tiny_llama, byte_tokenizer)
+    scorer(ALPACA_BATCH, batched=True)
+    assert scorer.model is tiny_llama and scorer.tokenizer is byte_tokenizer
+
+
+def test_deita_scorer_counts_unreadable_rows_on_itself_not_on_a_scorer(tiny_llama, byte_tokenizer):
+    scorer = deita(tiny_llama, byte_tokenizer, on_error="nan")
+    scorer({"messages": [None, GOOD["messages"]]}, batched=True)
+    assert scorer.stats == {"unreadable_rows": 1}
+    assert scorer.complexity.stats == {} and scorer.quality.stats == {}

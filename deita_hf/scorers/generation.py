@@ -368,16 +368,31 @@ class _ChatModel(LazyModel):
     auto_model_class = "AutoModelForCausalLM"
 
     def on_load(self) -> None:
-        tokenizer = self._tokenizer
-        if not getattr(tokenizer, "chat_template", None):
+        if not getattr(self.tokenizer, "chat_template", None):
             raise GenerationError(
                 f"the tokenizer of {self.name!r} has no chat template: use a chat (instruct) model, or set "
                 "tokenizer.chat_template before passing it in"
             )
-        # Left padding: every row's new tokens then start at the same position.
-        tokenizer.padding_side = "left"
-        if tokenizer.pad_token_id is None:
-            tokenizer.pad_token = tokenizer.eos_token
+
+    @property
+    def pad_token_id(self) -> int:
+        """The id that pads prompts: the tokenizer's pad token, else its end-of-sequence token."""
+        tokenizer = self.tokenizer
+        return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+
+
+def _left_padded(prompts: Sequence[Sequence[int]], pad: int, device: Any) -> dict[str, Any]:
+    """``input_ids`` and ``attention_mask`` padded on the left: every row's new tokens start at the same position."""
+    import torch
+
+    width = max(len(ids) for ids in prompts)
+    input_ids = torch.full((len(prompts), width), pad, dtype=torch.long)
+    mask = torch.zeros((len(prompts), width), dtype=torch.long)
+    for row, ids in enumerate(prompts):
+        if ids:
+            input_ids[row, width - len(ids) :] = torch.tensor(list(ids), dtype=torch.long)
+            mask[row, width - len(ids) :] = 1
+    return {"input_ids": input_ids.to(device), "attention_mask": mask.to(device)}
 
 
 class TransformersChat(ChatGenerator):
@@ -426,8 +441,7 @@ class TransformersChat(ChatGenerator):
     def _generate(self, conversations, params, ids):
         import torch
 
-        self.lm.load()
-        model, tokenizer = self.lm._model, self.lm._tokenizer
+        model, tokenizer = self.lm.model, self.lm.tokenizer
         prompts = [
             tokenizer(
                 tokenizer.apply_chat_template(list(messages), add_generation_prompt=True, tokenize=False),
@@ -443,14 +457,13 @@ class TransformersChat(ChatGenerator):
             sampling.update(temperature=None, top_p=None, top_k=None)
         for start in range(0, len(order), self.batch_size):
             members = order[start : start + self.batch_size]
-            batch = tokenizer.pad({"input_ids": [prompts[j] for j in members]}, return_tensors="pt")
-            batch = {k: v.to(self.lm._device) for k, v in batch.items()}
+            batch = _left_padded([prompts[j] for j in members], self.lm.pad_token_id, model.device)
             self.count("requests", len(members))
             with torch.inference_mode():
                 out = model.generate(
                     **batch,
                     max_new_tokens=params["max_new_tokens"],
-                    pad_token_id=tokenizer.pad_token_id,
+                    pad_token_id=self.lm.pad_token_id,
                     **sampling,
                 )
             width = batch["input_ids"].shape[1]
