@@ -33,7 +33,7 @@ import yaml
 
 from .constants import CITATION, VERSION, card_template
 from .errors import AccessError, ConfigError, MissingFileError
-from .report import PLOTS, REPORT_FILE, budget_shortfall, model_revision
+from .report import COUNT_LABELS, PLOTS, REPORT_FILE, budget_shortfall, format_count, model_revision
 
 logger = logging.getLogger(__name__)
 
@@ -46,21 +46,22 @@ MAX_SHARD_BYTES = 500 * 1024 * 1024
 # one cache entry and the second would load the first one's rows.
 DATA_CONFIGS = [{"config_name": "default", "data_files": [{"split": "train", "path": "data/train-*"}]}]
 
-_COUNT_LABELS = (
-    ("pool", "pool rows"),
-    ("turns", "turns in the pool"),
-    ("selected", "selected"),
-    ("examined", "examined by the selection"),
-    ("rejected_too_similar", "rejected as too similar"),
-    ("left_out_without_score", "left out without a score"),
-    ("shortened_prompts", "shortened scorer prompts"),
-    ("unreadable_rows", "unreadable rows"),
-)
 
+def is_hub_id(name: str) -> bool:
+    """Whether ``name`` is an ``owner/name`` Hub repository id (checked by ``huggingface_hub``) and not a local path.
 
-def _is_hub_id(name: str) -> bool:
-    parts = name.split("/")
-    return len(parts) == 2 and all(parts) and not name.startswith((".", "~")) and not Path(name).exists()
+    >>> is_hub_id("hkust-nlp/deita-6k-v0"), is_hub_id("./data/pool.jsonl"), is_hub_id("bad//id")
+    (True, False, False)
+    """
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    if name.count("/") != 1 or name.startswith((".", "~", "/")) or Path(name).expanduser().exists():
+        return False
+    try:
+        validate_repo_id(name)
+    except HFValidationError:
+        return False
+    return True
 
 
 def _size_category(n: int) -> str:
@@ -72,13 +73,7 @@ def _size_category(n: int) -> str:
 
 def _model_link(model: dict[str, Any]) -> str:
     name = model["model"]
-    return f"[{name}](https://huggingface.co/{name})" if _is_hub_id(name) else f"`{name}`"
-
-
-def _format_count(value: Any) -> str:
-    if isinstance(value, dict):
-        return ", ".join(f"{key} {_format_count(v)}" for key, v in value.items())
-    return f"{value:,}" if isinstance(value, int) else str(value)
+    return f"[{name}](https://huggingface.co/{name})" if is_hub_id(name) else f"`{name}`"
 
 
 def _read_run(output_dir: Path) -> tuple[dict[str, Any], str]:
@@ -140,16 +135,16 @@ def selection_card(
         pretty_name=pretty_name,
         task_categories=["text-generation"],
         size_categories=[_size_category(counts["selected"])],
-        source_datasets=[source["dataset"]] if _is_hub_id(source["dataset"]) else None,
+        source_datasets=[source["dataset"]] if is_hub_id(source["dataset"]) else None,
         tags=["deita", "data-selection", "instruction-tuning", "sft"] + (["smoke-test"] if smoke else []),
         configs=DATA_CONFIGS if on_hub else None,
     )
     source_link = (
         f"[{source['dataset']}](https://huggingface.co/datasets/{source['dataset']})"
-        if _is_hub_id(source["dataset"])
+        if is_hub_id(source["dataset"])
         else f"`{source['dataset']}`"
     )
-    count_rows = [(label, _format_count(counts[key])) for key, label in _COUNT_LABELS if key in counts]
+    count_rows = [(label, format_count(counts[key])) for key, label in COUNT_LABELS if key in counts]
     return DatasetCard.from_template(
         card_data,
         template_path=str(template_path),

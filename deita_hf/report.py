@@ -204,11 +204,29 @@ def _finish(fig: Any, path: Path, title: str | None, smoke: bool) -> None:
     plt.close(fig)
 
 
-def _count(value: Any) -> str:
+# The counts of summary.json shown in the report and in a pushed selection's card, with their labels.
+COUNT_LABELS = (
+    ("pool", "pool rows"),
+    ("turns", "turns in the pool"),
+    ("selected", "selected"),
+    ("examined", "examined by the selection"),
+    ("rejected_too_similar", "rejected as too similar"),
+    ("left_out_without_score", "left out without a score"),
+    ("shortened_prompts", "shortened scorer prompts"),
+    ("unreadable_rows", "unreadable rows"),
+)
+
+
+def format_count(value: Any) -> str:
+    """A count as the report and the card show it.
+
+    >>> format_count(12345), format_count({"complexity": 3, "quality": 1}), format_count(None)
+    ('12,345', 'complexity 3, quality 1', 'n/a')
+    """
     if value is None:
         return "n/a"
     if isinstance(value, dict):
-        return ", ".join(f"{key} {_count(v)}" for key, v in value.items())
+        return ", ".join(f"{key} {format_count(v)}" for key, v in value.items())
     return f"{value:,}" if isinstance(value, int) else str(value)
 
 
@@ -283,19 +301,10 @@ def render_markdown(
     if shortfall:
         lines += [f"> **Warning**: {shortfall}", ""]
     lines += ["## Counts", "", "| | |", "|---|---|"]
-    rows = [
-        ("pool rows", counts.get("pool")),
-        ("turns in the pool", counts.get("turns")),
-        ("selected", counts.get("selected")),
-        ("examined by the selection", counts.get("examined")),
-        ("rejected as too similar", counts.get("rejected_too_similar")),
-        ("left out without a score", counts.get("left_out_without_score")),
-        ("shortened scorer prompts", counts.get("shortened_prompts")),
-        ("unreadable rows", counts.get("unreadable_rows")),
-    ]
+    rows = [(label, counts.get(key)) for key, label in COUNT_LABELS]
     if counts.get("embedding"):
         rows.append(("embedder", counts["embedding"]))
-    lines += [f"| {label} | {_count(value)} |" for label, value in rows]
+    lines += [f"| {label} | {format_count(value)} |" for label, value in rows]
     models = summary.get("models", {})
     if models:
         lines += ["", "## Models", "", "| role | model | from | revision |", "|---|---|---|---|"]

@@ -233,8 +233,9 @@ def test_a_local_chat_model_leaves_the_tokenizer_passed_in_as_it_was(tiny_chat):
     tokenizer.pad_token = None
     before = (tokenizer.padding_side, tokenizer.pad_token, tokenizer.pad_token_id, len(tokenizer))
     chat = TransformersChat(model, tokenizer, batch_size=2, temperature=0.0, max_new_tokens=3, progress=False)
-    texts = [r.text for r in chat.generate([HELLO, [{"role": "user", "content": "A longer question here?"}]])]
+    conversations = [HELLO, [{"role": "user", "content": "A longer question here?"}]]
+    texts = [r.text for r in chat.generate(conversations)]
     assert (tokenizer.padding_side, tokenizer.pad_token, tokenizer.pad_token_id, len(tokenizer)) == before
     assert before[2] is None and all(isinstance(text, str) for text in texts)
     single = TransformersChat(model, tokenizer, batch_size=1, temperature=0.0, max_new_tokens=3, progress=False)
-    assert [r.text for r in single.generate([HELLO, [{"role": "user", "content": "A longer question here?"}]])] == texts
+    assert [r.text for r in single.generate(conversations)] == texts

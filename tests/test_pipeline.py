@@ -507,7 +507,8 @@ same_network: true
 def test_two_processes_give_the_single_process_result(pool_file, reference_run, tmp_path, launcher):
     out = tmp_path / "out"
     if launcher == "torchrun":
-        launch = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(_free_port())]
+        port = str(_free_port())
+        launch = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", port]
     else:
         config = tmp_path / "accelerate.yaml"
         config.write_text(ACCELERATE_CPU_CONFIG.format(port=_free_port()))

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -17,6 +16,7 @@ from typing import Any
 import trl
 
 from ..constants import CITATION, PAPER_RESULTS, RELEASED_SELECTIONS, card_template
+from ..hub import is_hub_id
 from ..io import RECIPE_FILE, SUMMARY_FILE
 
 logger = logging.getLogger(__name__)
@@ -115,10 +115,6 @@ def framework_versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             continue
     return versions
-
-
-def _is_hub_id(name: str) -> bool:
-    return re.fullmatch(r"[\w.-]+/[\w.-]+", name) is not None and not Path(name).exists()
 
 
 def _selection_folder(dataset_name: str) -> Path | None:
@@ -268,8 +264,8 @@ def render_model_card(
     reproduced = reproduced_model(reproduces, base_model, dataset_name)
     extra = {"deita_reproduces": reproduced} if reproduced and not smoke else {}
     card_data = ModelCardData(
-        base_model=base_model if _is_hub_id(base_model) else None,
-        datasets=[dataset_name] if _is_hub_id(dataset_name) else None,
+        base_model=base_model if is_hub_id(base_model) else None,
+        datasets=[dataset_name] if is_hub_id(dataset_name) else None,
         library_name="transformers",
         tags=["deita", "trl", method.lower(), "generated_from_trainer"] + (["smoke-test"] if smoke else []),
         model_name=model_name,
@@ -283,9 +279,9 @@ def render_model_card(
         load_id=load_id or model_name,
         smoke_run=smoke,
         base_model=base_model,
-        base_model_is_hub=_is_hub_id(base_model),
+        base_model_is_hub=is_hub_id(base_model),
         dataset_name=dataset_name,
-        dataset_is_hub=_is_hub_id(dataset_name),
+        dataset_is_hub=is_hub_id(dataset_name),
         method=method,
         selection=selection,
         selection_files=selection_files,
