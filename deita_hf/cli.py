@@ -134,10 +134,10 @@ def _report(argv: list[str]) -> int:
 def _released(argv: list[str]) -> int:
     import argparse
 
-    from .released import KINDS, download_released, format_released, released
+    from .released import ARTIFACT_KINDS, download_released, format_released, released
 
     parser = argparse.ArgumentParser(prog="deita-hf released", description=DESCRIPTIONS["released"])
-    parser.add_argument("--kind", choices=KINDS, default=None, help="List only this kind of artifact.")
+    parser.add_argument("--kind", choices=ARTIFACT_KINDS, default=None, help="List only this kind of artifact.")
     actions = parser.add_subparsers(dest="action", metavar="{download}")
     download = actions.add_parser(
         "download",

@@ -79,7 +79,7 @@ def barrier(info: ProcessInfo) -> None:
         _state().wait_for_everyone()
 
 
-def finish(info: ProcessInfo) -> None:
+def finish_processes(info: ProcessInfo) -> None:
     """A last barrier, then leave the process group cleanly."""
     if info.world_size > 1:
         state = _state()

@@ -47,7 +47,7 @@ from .tokenization import PromptEncoder, check_tokenization, model_file, prompt_
 
 logger = logging.getLogger(__name__)
 
-KINDS = ("auto", "causal_lm", "sentence")
+EMBEDDER_KINDS = ("auto", "causal_lm", "sentence")
 
 
 def _conversation(messages: Sequence[Mapping[str, str]]) -> tuple[str | None, list[Mapping[str, str]]]:
@@ -190,8 +190,8 @@ class Embedder(LazyModel):
         super().__init__(
             model, tokenizer, revision=revision, dtype=dtype, device=device, trust_remote_code=trust_remote_code
         )
-        if kind not in KINDS:
-            raise ConfigError(f"kind must be one of {KINDS}, got {kind!r}")
+        if kind not in EMBEDDER_KINDS:
+            raise ConfigError(f"kind must be one of {EMBEDDER_KINDS}, got {kind!r}")
         if batch_size < 1:
             raise ConfigError(f"batch_size must be at least 1, got {batch_size}")
         if max_length < 2:

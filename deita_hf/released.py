@@ -27,7 +27,7 @@ from .constants import (
 from .errors import ConfigError, DataError
 from .modeling import model_source
 
-KINDS = ("scorer", "chat_model", "selection", "pool", "scorer_data")
+ARTIFACT_KINDS = ("scorer", "chat_model", "selection", "pool", "scorer_data")
 
 
 @dataclass(frozen=True)
@@ -124,8 +124,8 @@ def format_released(artifacts: list[ReleasedArtifact] | None = None) -> str:
 def released(kind: str | None = None) -> list[ReleasedArtifact]:
     """The released artifacts, all or of one kind (``scorer``, ``chat_model``, ``selection``, ``pool``,
     ``scorer_data``), in registry order."""
-    if kind is not None and kind not in KINDS:
-        raise ConfigError(f"unknown kind {kind!r}; expected one of {KINDS}")
+    if kind is not None and kind not in ARTIFACT_KINDS:
+        raise ConfigError(f"unknown kind {kind!r}; expected one of {ARTIFACT_KINDS}")
     return [artifact for artifact in RELEASED.values() if kind is None or artifact.kind == kind]
 
 
@@ -134,7 +134,7 @@ def _artifact(repo_id: str, kinds: tuple[str, ...]) -> ReleasedArtifact:
     artifact = by_lower.get(repo_id.lower())
     if artifact is None or artifact.kind not in kinds:
         names = ", ".join(a.repo_id for a in RELEASED.values() if a.kind in kinds)
-        what = "model or data set" if set(kinds) == set(KINDS) else " or ".join(kinds)
+        what = "model or data set" if set(kinds) == set(ARTIFACT_KINDS) else " or ".join(kinds)
         raise ConfigError(f"{repo_id!r} is not a released Deita {what}; the released ones are: {names}")
     return artifact
 
@@ -152,7 +152,7 @@ def download_released(
     """
     import huggingface_hub
 
-    artifact = _artifact(repo_id, KINDS)
+    artifact = _artifact(repo_id, ARTIFACT_KINDS)
     with model_source(artifact.repo_id, revision, repo_type=artifact.repo_type):
         return huggingface_hub.snapshot_download(
             repo_id=artifact.repo_id,

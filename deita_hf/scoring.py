@@ -109,9 +109,14 @@ class TurnScorer(LazyModel):
         self.progress = progress
 
     # -- prompts -----------------------------------------------------------------------------------------
-    def render(self, instruction: str, output: str) -> str:
-        """The prompt of one turn, character-exact (SPEC section 2)."""
-        return self.template.format(instruction=instruction, output=output)
+    @classmethod
+    def render(cls, instruction: str, output: str = "") -> str:
+        """The prompt of one turn, character-exact (SPEC section 2); also callable on the class.
+
+        >>> "##Query: Say hi" in ComplexityScorer.render("Say hi")
+        True
+        """
+        return cls.template.format(instruction=instruction, output=output)
 
     def _shortenable(self, instruction: str, output: str) -> list[tuple[str, str]]:
         """The fields that may be cut, in the order they are cut (SPEC section 3, long inputs)."""

@@ -12,7 +12,7 @@ from ..config import (
     dump_recipe,
     to_recipe,
 )
-from ..distributed import ProcessInfo, barrier, finish, init_processes, leave, main_process_first
+from ..distributed import ProcessInfo, barrier, finish_processes, init_processes, leave, main_process_first
 from ..errors import PipelineError
 from ..formats import detect_format
 from ..io import (
@@ -79,7 +79,7 @@ def run_command(
     except BaseException:
         leave(info)
         raise
-    finish(info)
+    finish_processes(info)
     if outcome is None:
         return None
     summary, resumed, pushed = outcome

@@ -185,12 +185,12 @@ def scorer_rows(rankings: Sequence[Ranking]) -> list[dict[str, Any]]:
     for ranking in rankings:
         if not ranking.ok:
             raise ValueError(f"seed {ranking.seed_id} has no scores ({ranking.problem}); keep only scored rankings")
-        template = SCORERS[ranking.task].template
+        scorer = SCORERS[ranking.task]
         for k, (variant, score) in enumerate(zip(ranking.variants, ranking.scores)):
             instruction, output = (variant, "") if ranking.task == "complexity" else (ranking.instruction, variant)
             rows.append(
                 {
-                    "prompt": template.format(instruction=instruction, output=output),
+                    "prompt": scorer.render(instruction, output),
                     "completion": SCORE_DIGITS[score - 1],
                     "task": ranking.task,
                     "instruction": instruction,
