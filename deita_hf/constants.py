@@ -43,8 +43,11 @@ COMPLEXITY_SCORER_ID = "hkust-nlp/deita-complexity-scorer"
 QUALITY_SCORER_ID = "hkust-nlp/deita-quality-scorer"
 # The reference embedder's default model (deita/selection/embedder/base.py).
 DEFAULT_EMBEDDING_MODEL_ID = "mistralai/Mistral-7B-v0.1"
-# The released scorers' context length.
+# The released scorers' context length (reference examples/train/train_scorers.sh: --model_max_length 2048); a
+# scorer whose config has no max_position_embeddings is held to it.
 SCORER_CONTEXT_LENGTH = 2048
+# Tokens the reference embedder keeps of each text (reference examples/pipelines/embed_datasets.py: --max_length).
+EMBEDDING_MAX_LENGTH = 2048
 # Repr Filter threshold on cosine similarity (reference: reject if similarity > 0.9).
 DEFAULT_THRESHOLD = 0.9
 

@@ -35,6 +35,7 @@ from tqdm.auto import tqdm
 from .constants import (
     DEFAULT_EMBEDDING_MODEL_ID,
     EMBEDDING_COLUMN,
+    EMBEDDING_MAX_LENGTH,
     VICUNA_ASSISTANT,
     VICUNA_EOS,
     VICUNA_SYSTEM,
@@ -177,7 +178,7 @@ class Embedder(LazyModel):
         kind: str = "auto",
         format: str | None = None,
         batch_size: int = 8,
-        max_length: int = 2048,
+        max_length: int = EMBEDDING_MAX_LENGTH,
         only_answer: bool = False,
         tokenization: str = "auto",
         on_error: str = "raise",

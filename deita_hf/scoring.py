@@ -32,6 +32,7 @@ from .constants import (
     QUALITY_SCORER_ID,
     SCORE_COLUMN,
     SCORE_DIGITS,
+    SCORER_CONTEXT_LENGTH,
 )
 from .errors import ConfigError
 from .formats import RowError, Turn, detect_format, is_batched, iter_batch_rows, row_turns
@@ -189,7 +190,7 @@ class TurnScorer(LazyModel):
     def effective_max_length(self) -> int:
         if self.max_length is not None:
             return self.max_length
-        return int(getattr(self.model.config, "max_position_embeddings", 2048))
+        return int(getattr(self.model.config, "max_position_embeddings", None) or SCORER_CONTEXT_LENGTH)
 
     # -- the model -----------------------------------------------------------------------------------------
     def on_load(self) -> None:

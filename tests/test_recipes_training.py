@@ -16,7 +16,15 @@ from pathlib import Path
 import pytest
 import yaml
 
-from deita_hf.constants import DEITA_6K_DATASET_ID, DEITA_10K_DATASET_ID, PAPER_RESULTS
+from deita_hf.constants import (
+    DEITA_6K_DATASET_ID,
+    DEITA_10K_DATASET_ID,
+    DPO_DATASET_ID,
+    DPO_DATASET_SPLIT,
+    DPO_NUM_PAIRS,
+    DPO_SAMPLE_SEED,
+    PAPER_RESULTS,
+)
 from deita_hf.training import dpo, sft
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -74,6 +82,9 @@ def test_dpo_recipe_samples_ten_thousand_ultrafeedback_pairs_with_seed_42():
     script_args, training_args, model_args = parse_recipe("deita-mistral-7b/dpo.yaml")
     assert (script_args.dataset_train_split, script_args.dataset_sample_size) == ("train_prefs", 10000)
     assert script_args.dataset_sample_seed == 42
+    # The values that the paper table (constants.PAPER_RESULTS) and the docs quote.
+    assert (script_args.dataset_name, script_args.dataset_train_split) == (DPO_DATASET_ID, DPO_DATASET_SPLIT)
+    assert (script_args.dataset_sample_size, script_args.dataset_sample_seed) == (DPO_NUM_PAIRS, DPO_SAMPLE_SEED)
     assert script_args.dataset_revision == "2a3fb934ee563e5441bf211adaf5215c3fa508dd"  # train_prefs: 61,135 rows
     assert training_args.beta == 0.1
     assert model_args.model_name_or_path == parse_recipe("deita-mistral-7b/sft.yaml")[1].output_dir

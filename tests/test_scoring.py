@@ -10,7 +10,7 @@ from datasets import Dataset
 from datasets.fingerprint import Hasher
 
 from deita_hf import ComplexityScorer, DeitaScorer, QualityScorer, deita_score
-from deita_hf.constants import COMPLEXITY_PROMPT, QUALITY_PROMPT
+from deita_hf.constants import COMPLEXITY_PROMPT, QUALITY_PROMPT, SCORER_CONTEXT_LENGTH
 from deita_hf.formats import RowError
 from deita_hf.scoring import digit_token_ids, expected_score
 from deita_hf.testing import reference_score, save_tiny_scorer
@@ -234,8 +234,13 @@ def test_max_length_below_the_template_is_an_error(tiny_llama, byte_tokenizer):
         scorer.encode("q")
 
 
-def test_max_length_defaults_to_the_model_context(tiny_llama, byte_tokenizer):
-    assert make(ComplexityScorer, tiny_llama, byte_tokenizer).effective_max_length == 2048
+def test_max_length_defaults_to_the_model_context(byte_tokenizer):
+    from deita_hf.tiny import tiny_causal_lm
+
+    model = tiny_causal_lm(byte_tokenizer, max_position_embeddings=1536)
+    assert make(ComplexityScorer, model, byte_tokenizer).effective_max_length == 1536
+    del model.config.max_position_embeddings  # a config without it: the released scorers' context
+    assert make(ComplexityScorer, model, byte_tokenizer).effective_max_length == SCORER_CONTEXT_LENGTH == 2048
 
 
 # -- bad input ------------------------------------------------------------------------------------------------------------

@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 import trl
 
-from ..constants import SCORE_DIGITS
+from ..constants import SCORE_DIGITS, SCORER_CONTEXT_LENGTH
 from ..errors import ConfigError
 from ..formats import RowError
 from ..scorers.evol import check_task
@@ -86,7 +86,8 @@ class ScorerTrainingConfig(trl.SFTConfig):
         default=True, metadata={"help": "Learn the score token only (required)."}
     )
     max_length: int | None = field(
-        default=2048, metadata={"help": "Longest sequence with the score token; longer prompts are cut in the middle."}
+        default=SCORER_CONTEXT_LENGTH,
+        metadata={"help": "Longest sequence with the score token; longer prompts are cut in the middle."},
     )
 
     def __post_init__(self) -> None:
