@@ -6,7 +6,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,6 +14,7 @@ from pathlib import Path
 import pytest
 from datasets import Dataset, DatasetDict
 from huggingface_hub import DatasetCard
+from ports import free_port
 
 from deita_hf.cli import main
 from deita_hf.config import COMMAND_ARGUMENTS, load_recipe, parse_recipe
@@ -481,13 +481,6 @@ def test_a_killed_run_resumes_to_the_uninterrupted_result(pool_file, reference_r
     _same_outputs(reference_run, out)
 
 
-def _free_port() -> int:
-    """A TCP port that nothing listens on now (the OS picks it), so that parallel test runs do not collide."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 # accelerate on CPU: a MULTI_GPU launch with use_cpu (a MULTI_CPU config starts one process).
 ACCELERATE_CPU_CONFIG = """\
 compute_environment: LOCAL_MACHINE
@@ -507,11 +500,11 @@ same_network: true
 def test_two_processes_give_the_single_process_result(pool_file, reference_run, tmp_path, launcher):
     out = tmp_path / "out"
     if launcher == "torchrun":
-        port = str(_free_port())
+        port = str(free_port())
         launch = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", port]
     else:
         config = tmp_path / "accelerate.yaml"
-        config.write_text(ACCELERATE_CPU_CONFIG.format(port=_free_port()))
+        config.write_text(ACCELERATE_CPU_CONFIG.format(port=free_port()))
         launch = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(config)]
     command = [*launch, "-m", "deita_hf.cli", "run", "--dataset_name", str(pool_file), "--output_dir", str(out),
                *map(str, SUBPROCESS_RUN), "--keep_shards"]  # fmt: skip

@@ -8,13 +8,13 @@ import json
 import math
 import re
 import shutil
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import yaml
+from ports import free_port
 
 from deita_hf.constants import (
     DEITA_6K_DATASET_ID,
@@ -148,12 +148,6 @@ CPU_FLAGS = [
     # max_length 256 (for CPU speed) leaves some long rows of the pool without an answer token: TRL drops them.
     "--max_dropped_share", "0.25",
 ]  # fmt: skip
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def launch(accelerate_config: str, script: str, recipe: str, *flags: str) -> str:
