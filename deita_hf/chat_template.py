@@ -4,10 +4,10 @@ It renders a conversation exactly as the Deita models were trained (FastChat's `
 
     <s>SYSTEM USER: q1 ASSISTANT: a1</s>USER: q2 ASSISTANT: a2</s>
 
-where SYSTEM is :data:`deita_hf.constants.VICUNA_SYSTEM`, or the conversation's own system message when it
-starts with one. As in FastChat, assistant messages before the first user message are dropped and a message
+where SYSTEM is :data:`deita_hf.constants.VICUNA_SYSTEM`, or the text of the conversation's system messages
+(wherever they are, joined by newlines) when it has any. As in FastChat, assistant messages before the first user message are dropped and a message
 with empty text renders as its bare role (``"ASSISTANT:"``); the text after BOS is the embedder's
-:func:`deita_hf.embedding.vicuna_text`. The assistant text and its end-of-sequence token sit between ``{% generation %}`` markers, so
+:func:`deita_hf.embedding.vicuna_text`, which renders this template (the one definition of the format). The assistant text and its end-of-sequence token sit between ``{% generation %}`` markers, so
 TRL's ``assistant_only_loss=True`` trains on exactly those tokens, as Deita's SFT did. With
 ``add_generation_prompt=True`` the text ends with ``"ASSISTANT:"``.
 
@@ -35,13 +35,13 @@ def vicuna_chat_template(label_space_before_answer: bool = False) -> str:
     # A JSON string literal is a valid Jinja string literal, so the system text is embedded verbatim.
     space_out, space_in = ("", " ") if label_space_before_answer else (" ", "")
     return (
-        "{%- if messages and messages[0]['role'] == 'system' -%}"
-        "{%- set system_message = messages[0]['content'] -%}"
-        "{%- set loop_messages = messages[1:] -%}"
+        "{%- set systems = messages | selectattr('role', 'equalto', 'system') | map(attribute='content') | list -%}"
+        "{%- if systems -%}"
+        "{%- set system_message = systems | join(" + json.dumps("\n") + ") -%}"
         "{%- else -%}"
         "{%- set system_message = " + json.dumps(VICUNA_SYSTEM) + " -%}"
-        "{%- set loop_messages = messages -%}"
         "{%- endif -%}"
+        "{%- set loop_messages = messages | rejectattr('role', 'equalto', 'system') | list -%}"
         "{%- set state = namespace(seen_user=false) -%}"
         "{{- bos_token + system_message + ' ' -}}"
         "{%- for message in loop_messages -%}"
@@ -66,8 +66,8 @@ def vicuna_chat_template(label_space_before_answer: bool = False) -> str:
         "{%- endif -%}"
         "{%- endif -%}"
         "{%- else -%}"
-        "{{- raise_exception('the Vicuna v1.1 template takes one leading system message, then user and assistant "
-        "messages; got the role ' + message['role']) -}}"
+        "{{- raise_exception('the Vicuna v1.1 template takes system, user and assistant messages; got the role ' "
+        "+ message['role']) -}}"
         "{%- endif -%}"
         "{%- endfor -%}"
         "{%- if add_generation_prompt -%}"

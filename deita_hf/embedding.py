@@ -32,14 +32,12 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .chat_template import VICUNA_CHAT_TEMPLATE
 from .constants import (
     DEFAULT_EMBEDDING_MODEL_ID,
     EMBEDDING_COLUMN,
     EMBEDDING_MAX_LENGTH,
-    VICUNA_ASSISTANT,
     VICUNA_EOS,
-    VICUNA_SYSTEM,
-    VICUNA_USER,
 )
 from .errors import ConfigError
 from .formats import Message, RowError, detect_format, is_batched, iter_batch_rows, pair_turns, row_messages
@@ -74,18 +72,16 @@ def vicuna_text(messages: Sequence[Mapping[str, str]], only_answer: bool = False
     >>> vicuna_text([{"role": "user", "content": "q1"}, {"role": "assistant", "content": "a1"}], only_answer=True)
     'a1'
     """
-    system, rest = _conversation(messages)
     if only_answer:
+        _, rest = _conversation(messages)
         return "\n".join(m["content"] for m in rest if m["role"] == "assistant")
-    parts = [VICUNA_SYSTEM if system is None else system, " "]
-    for message in rest:
-        user = message["role"] == "user"
-        role = VICUNA_USER if user else VICUNA_ASSISTANT
-        if not message["content"]:
-            parts.append(role + ":")
-        else:
-            parts.append(f"{role}: {message['content']}" + (" " if user else VICUNA_EOS))
-    return "".join(parts)
+    from transformers.utils.chat_template_utils import render_jinja_template
+
+    # The chat template of the Deita models without its BOS: the format has one definition.
+    rendered, _ = render_jinja_template(
+        [list(messages)], chat_template=VICUNA_CHAT_TEMPLATE, bos_token="", eos_token=VICUNA_EOS
+    )
+    return rendered[0]
 
 
 def sentence_text(messages: Sequence[Mapping[str, str]], only_answer: bool = False) -> str:

@@ -9,6 +9,7 @@ from jinja2.exceptions import TemplateError
 
 from deita_hf.chat_template import VICUNA_CHAT_TEMPLATE, set_vicuna_chat_template
 from deita_hf.constants import VICUNA_SYSTEM
+from deita_hf.embedding import vicuna_text
 
 TWO_TURNS = [
     {"role": "user", "content": "q1"},
@@ -47,9 +48,17 @@ def test_leading_assistant_message_is_dropped(tokenizer):
     assert text == "<s>" + VICUNA_SYSTEM + " USER: q1 ASSISTANT: a1</s>"
 
 
-def test_system_message_after_the_first_is_an_error(tokenizer):
-    with pytest.raises(TemplateError, match="one leading system message"):
-        render(tokenizer, [*TWO_TURNS[:2], {"role": "system", "content": "late"}])
+def test_two_system_messages_render_the_same_in_the_template_and_the_embedder(tokenizer):
+    # Both system texts, joined by a newline, replace the default system text, wherever the second one is.
+    messages = [{"role": "system", "content": "Be brief."}, *TWO_TURNS[:2], {"role": "system", "content": "late"}]
+    text = render(tokenizer, messages)
+    assert text == tokenizer.bos_token + "Be brief.\nlate USER: q1 ASSISTANT: a1" + tokenizer.eos_token
+    assert text == tokenizer.bos_token + vicuna_text(messages)
+
+
+def test_a_role_other_than_system_user_assistant_is_an_error(tokenizer):
+    with pytest.raises(TemplateError, match="takes system, user and assistant messages; got the role tool"):
+        render(tokenizer, [*TWO_TURNS[:2], {"role": "tool", "content": "42"}])
 
 
 def test_template_uses_the_tokenizer_eos_token(tokenizer):
@@ -176,7 +185,6 @@ def test_sft_labels_exactly_the_assistant_tokens_and_their_eos(mistral_tokenizer
     ids=["two-turns", "system", "leading-assistant", "empty-answer"],
 )
 def test_template_text_after_bos_is_the_embedders_vicuna_text(tokenizer, messages):
-    from deita_hf.embedding import vicuna_text
 
     assert render(tokenizer, messages) == "<s>" + vicuna_text(messages)
 
