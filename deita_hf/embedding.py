@@ -40,7 +40,7 @@ from .constants import (
     VICUNA_EOS,
 )
 from .errors import ConfigError
-from .formats import Message, RowError, detect_format, is_batched, iter_batch_rows, pair_turns, row_messages
+from .formats import Message, detect_format, is_batched, pair_turns, read_rows, row_messages
 from .modeling import LazyModel, read_map_call
 from .tokenization import PromptEncoder, check_tokenization, model_file, prompt_encoder
 
@@ -348,30 +348,13 @@ class Embedder(LazyModel):
         format = self.format or detect_format(list(batch))
         call = read_map_call(self, batch, map_args, batched, indices, rank, lambda: is_batched(batch, format))
         self.load(call.rank)
-        rows = list(iter_batch_rows(batch)) if call.batched else [dict(batch)]
-        if call.indices is None:
-            positions: list[int | None] = list(range(len(rows))) if call.batched else [None]
-        else:
-            positions = list(call.indices) if call.batched else [call.indices]
-        texts: list[str | None] = []
-        for row, position in zip(rows, positions):
-            try:
-                messages: list[Message] = row_messages(row, format, position)
-                pair_turns(messages, position)  # the scorers' rule: a conversation needs a user turn
-            except RowError as error:
-                if self.on_error == "nan":
-                    logger.warning("%s; recording a NaN embedding", error)
-                    self.count("unreadable_rows")
-                    texts.append(None)
-                    continue
-                if call.indices is None and call.batched:
-                    raise RowError(
-                        position,
-                        f"{error.problem} (position in this batch; pass with_indices=True "
-                        "to Dataset.map for dataset row indices)",
-                    ) from None
-                raise
-            texts.append(self.text(messages))
+
+        def read(row: dict[str, Any], position: int | None) -> str:
+            messages: list[Message] = row_messages(row, format, position)
+            pair_turns(messages, position)  # the scorers' rule: a conversation needs a user turn
+            return self.text(messages)
+
+        texts = read_rows(batch, call.batched, call.indices, read, self.on_error, self.count)
         readable = [i for i, text in enumerate(texts) if text is not None]
         vectors = self.embed_texts([texts[i] for i in readable])
         if len(readable) < len(texts):

@@ -20,10 +20,14 @@ raises :class:`RowError` naming the row index and the problem; nothing is droppe
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
-from typing import Any
+import logging
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, TypeVar
 
 from .errors import ConfigError, DataError
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 FORMATS = ("messages", "sharegpt", "alpaca", "prompt_response", "preference")
 
@@ -250,6 +254,47 @@ def iter_batch_rows(batch: Mapping[str, Sequence[Any]]) -> Iterator[dict[str, An
     columns = list(batch)
     for i in range(batch_size_of(batch)):
         yield {name: batch[name][i] for name in columns}
+
+
+def read_rows(
+    batch: Mapping[str, Any],
+    batched: bool,
+    indices: Sequence[int] | int | None,
+    read: Callable[[dict[str, Any], int | None], T],
+    on_error: str,
+    count: Callable[[str], None],
+) -> list[T | None]:
+    """``read(row, position)`` for each row of a batch (or of one row), where position is the dataset row index
+    (``indices``, from ``Dataset.map(with_indices=True)``) or else the position in the batch.
+
+    A :class:`RowError` is raised (without dataset indices, its message says that the row number is a position in
+    the batch), or with ``on_error="nan"`` logged, counted as ``count("unreadable_rows")`` and read as None.
+
+    >>> read_rows({"x": [1, None]}, True, [7, 8], lambda row, i: row["x"] + 1 if row["x"] else None, "raise", print)
+    [2, None]
+    """
+    rows = list(iter_batch_rows(batch)) if batched else [dict(batch)]
+    if indices is None:
+        positions: list[int | None] = list(range(len(rows))) if batched else [None]
+    else:
+        positions = list(indices) if batched else [indices]  # type: ignore[arg-type, list-item]
+    values: list[T | None] = []
+    for row, position in zip(rows, positions):
+        try:
+            values.append(read(row, position))
+        except RowError as error:
+            if on_error != "nan":
+                if indices is None and batched:
+                    raise RowError(
+                        position,
+                        f"{error.problem} (position in this batch; pass with_indices=True "
+                        "to Dataset.map for dataset row indices)",
+                    ) from None
+                raise
+            logger.warning("%s; recording NaN", error)
+            count("unreadable_rows")
+            values.append(None)
+    return values
 
 
 def is_batched(batch: Mapping[str, Any], format: str | None) -> bool:

@@ -35,7 +35,7 @@ from .constants import (
     SCORER_CONTEXT_LENGTH,
 )
 from .errors import ConfigError
-from .formats import RowError, Turn, detect_format, is_batched, iter_batch_rows, row_turns
+from .formats import Turn, detect_format, is_batched, read_rows, row_turns
 from .modeling import Counted, LazyModel, MapCall, read_map_call
 from .tokenization import PromptEncoder, check_tokenization, prompt_encoder
 
@@ -405,27 +405,9 @@ def _score_rows(
     """Per scorer, the per-turn scores of each row of a batch (or of a single row)."""
     format = format or detect_format(list(batch))
     batched = call.batched
-    rows = list(iter_batch_rows(batch)) if batched else [dict(batch)]
-    if call.indices is None:
-        positions: list[int | None] = list(range(len(rows))) if batched else [None]
-    else:
-        positions = list(call.indices) if batched else [call.indices]
-    turns_per_row: list[list[Turn] | None] = []
-    for row, position in zip(rows, positions):
-        try:
-            turns_per_row.append(row_turns(row, format, position))
-        except RowError as error:
-            if on_error == "raise":
-                if call.indices is None and batched:
-                    raise RowError(
-                        position,
-                        f"{error.problem} (position in this batch; pass with_indices=True "
-                        "to Dataset.map for dataset row indices)",
-                    ) from None
-                raise
-            logger.warning("%s; recording NaN", error)
-            count("unreadable_rows")
-            turns_per_row.append(None)
+    turns_per_row: list[list[Turn] | None] = read_rows(
+        batch, batched, call.indices, lambda row, position: row_turns(row, format, position), on_error, count
+    )
     flat = [turn for turns in turns_per_row if turns for turn in turns]
     results = []
     for scorer in scorers:
