@@ -10,11 +10,33 @@ from typing import Any
 
 from ..errors import ConfigError
 from ..formats import RowError, row_messages
+from ..io import load_training_data, sample_rows
 
 logger = logging.getLogger(__name__)
 
 # The row number in the input of each training row: errors and dropped rows name it, also after sampling.
 INPUT_ROW_COLUMN = "deita_hf_input_row"
+
+
+def load_splits(script_args, training_args) -> tuple[Any, Any]:
+    """The recipe's training rows, numbered (errors and dropped rows then name the row of the input, also after
+    sampling) and sampled (``dataset_sample_size``); and its test split when the run evaluates, else None."""
+
+    def load(split: str) -> Any:
+        return load_training_data(
+            script_args.dataset_name,
+            split=split,
+            config=script_args.dataset_config,
+            revision=script_args.dataset_revision,
+        )
+
+    train = sample_rows(
+        number_rows(load(script_args.dataset_train_split)),
+        script_args.dataset_sample_size,
+        script_args.dataset_sample_seed,
+    )
+    test = load(script_args.dataset_test_split) if training_args.eval_strategy != "no" else None
+    return train, test
 
 
 def number_rows(dataset):

@@ -18,10 +18,9 @@ import logging
 from trl import DPOConfig, DPOTrainer, ModelConfig, TrlParser, get_peft_config, get_quantization_config
 
 from ..chat_template import load_tokenizer
-from ..io import load_training_data, sample_rows
 from ..modeling import resolve_model
 from .common import ScriptArguments, finish, last_checkpoint, model_init_kwargs
-from .data import INPUT_ROW_COLUMN, check_dropped_rows, number_rows, to_preference_dataset
+from .data import INPUT_ROW_COLUMN, check_dropped_rows, load_splits, to_preference_dataset
 
 logger = logging.getLogger(__name__)
 
@@ -43,24 +42,9 @@ def main(argv: list[str] | None = None) -> None:
 
     # Data: the sampled pairs (Deita: 10K with seed 42), as TRL conversational prompt/chosen/rejected.
     with training_args.main_process_first(desc="loading the preference data"):
-        train_dataset = load_training_data(
-            script_args.dataset_name,
-            split=script_args.dataset_train_split,
-            config=script_args.dataset_config,
-            revision=script_args.dataset_revision,
-        )
-        # Errors and dropped rows name the row of the input, also after sampling.
-        train_dataset = number_rows(train_dataset)
-        train_dataset = sample_rows(train_dataset, script_args.dataset_sample_size, script_args.dataset_sample_seed)
+        train_dataset, eval_dataset = load_splits(script_args, training_args)
         train_dataset = to_preference_dataset(train_dataset, training_args.dataset_num_proc)
-        eval_dataset = None
-        if training_args.eval_strategy != "no":
-            eval_dataset = load_training_data(
-                script_args.dataset_name,
-                split=script_args.dataset_test_split,
-                config=script_args.dataset_config,
-                revision=script_args.dataset_revision,
-            )
+        if eval_dataset is not None:
             eval_dataset = to_preference_dataset(eval_dataset, training_args.dataset_num_proc)
 
     # Model: the policy and its frozen reference copy are loaded by the trainer (ZeRO-3 aware).

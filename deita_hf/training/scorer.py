@@ -44,6 +44,7 @@ from ..scorers.evol import check_task
 from ..scorers.ranking import SCORERS
 from ..scoring import TurnScorer, digit_token_ids
 from ..tokenization import SENTENCEPIECE_FILE
+from .common import model_init_kwargs
 
 logger = logging.getLogger(__name__)
 
@@ -284,13 +285,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         )
 
     # -- train ------------------------------------------------------------------------------------------------------
-    training_args.model_init_kwargs = {
-        "revision": model_args.model_revision,
-        "trust_remote_code": training_args.trust_remote_code,
-        "attn_implementation": model_args.attn_implementation,
-        "dtype": model_args.dtype,
-        **(training_args.model_init_kwargs or {}),
-    }
+    training_args.model_init_kwargs = model_init_kwargs(model_args, training_args)
     trainer = trl.SFTTrainer(
         model=model_args.model_name_or_path,
         args=training_args,

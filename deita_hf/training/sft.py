@@ -20,14 +20,13 @@ import trl
 from trl import ModelConfig, SFTTrainer, TrlParser, get_peft_config, get_quantization_config
 
 from ..chat_template import load_tokenizer
-from ..io import load_training_data, sample_rows
 from ..modeling import resolve_model
 from .common import ScriptArguments, finish, last_checkpoint, model_init_kwargs
 from .data import (
     INPUT_ROW_COLUMN,
     check_dropped_rows,
     drop_unanswered_last_turn,
-    number_rows,
+    load_splits,
     reference_train_split,
     to_messages_dataset,
 )
@@ -92,27 +91,12 @@ def main(argv: list[str] | None = None) -> None:
 
     # Data: a Hub id, a local file or a selection output folder, as TRL conversational `messages`.
     with training_args.main_process_first(desc="loading the training data"):
-        train_dataset = load_training_data(
-            script_args.dataset_name,
-            split=script_args.dataset_train_split,
-            config=script_args.dataset_config,
-            revision=script_args.dataset_revision,
-        )
-        # Errors and dropped rows name the row of the input, also after sampling.
-        train_dataset = number_rows(train_dataset)
-        train_dataset = sample_rows(train_dataset, script_args.dataset_sample_size, script_args.dataset_sample_seed)
+        train_dataset, eval_dataset = load_splits(script_args, training_args)
         train_dataset = reference_train_split(train_dataset, training_args.dataset_train_fraction)
         train_dataset = to_messages_dataset(train_dataset, script_args.dataset_format, training_args.dataset_num_proc)
         if training_args.drop_unanswered_last_turn:
             train_dataset = drop_unanswered_last_turn(train_dataset, training_args.dataset_num_proc)
-        eval_dataset = None
-        if training_args.eval_strategy != "no":
-            eval_dataset = load_training_data(
-                script_args.dataset_name,
-                split=script_args.dataset_test_split,
-                config=script_args.dataset_config,
-                revision=script_args.dataset_revision,
-            )
+        if eval_dataset is not None:
             eval_dataset = to_messages_dataset(
                 eval_dataset, script_args.dataset_format, training_args.dataset_num_proc
             )
