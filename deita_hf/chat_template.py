@@ -21,10 +21,13 @@ TRL's ``assistant_only_loss=True`` trains on exactly those tokens, as Deita's SF
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .constants import VICUNA_ASSISTANT, VICUNA_SYSTEM, VICUNA_USER
 from .errors import ConfigError
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 
 def vicuna_chat_template(label_space_before_answer: bool = False) -> str:
@@ -79,7 +82,9 @@ def vicuna_chat_template(label_space_before_answer: bool = False) -> str:
 VICUNA_CHAT_TEMPLATE = vicuna_chat_template()
 
 
-def set_vicuna_chat_template(tokenizer: Any, label_space_before_answer: bool = False) -> Any:
+def set_vicuna_chat_template(
+    tokenizer: PreTrainedTokenizerBase, label_space_before_answer: bool = False
+) -> PreTrainedTokenizerBase:
     """Set :data:`VICUNA_CHAT_TEMPLATE` on ``tokenizer`` (replacing its own) and return it; with
     ``label_space_before_answer``, the variant of :func:`vicuna_chat_template`.
 

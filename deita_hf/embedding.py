@@ -26,7 +26,7 @@ import json
 import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -43,6 +43,9 @@ from .errors import ConfigError
 from .formats import Message, detect_format, is_batched, pair_turns, read_rows, row_messages
 from .modeling import LazyModel, read_map_call
 from .tokenization import PromptEncoder, check_tokenization, model_file, prompt_encoder
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 logger = logging.getLogger(__name__)
 
@@ -168,8 +171,8 @@ class Embedder(LazyModel):
 
     def __init__(
         self,
-        model: Any = DEFAULT_EMBEDDING_MODEL_ID,
-        tokenizer: Any = None,
+        model: str | PreTrainedModel = DEFAULT_EMBEDDING_MODEL_ID,
+        tokenizer: str | PreTrainedTokenizerBase | None = None,
         *,
         kind: str = "auto",
         format: str | None = None,

@@ -27,13 +27,16 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from .constants import CITATION, VERSION, card_template
 from .errors import AccessError, ConfigError, MissingFileError
 from .report import COUNT_LABELS, PLOTS, REPORT_FILE, budget_shortfall, format_count, model_revision
+
+if TYPE_CHECKING:
+    from datasets import Dataset
 
 logger = logging.getLogger(__name__)
 
@@ -192,7 +195,7 @@ def pool_card(summary: dict[str, Any], folder: str) -> Any:
     return DatasetCard(text)
 
 
-def write_dataset_folder(dataset: Any, folder: str | os.PathLike, card: Any) -> Path:
+def write_dataset_folder(dataset: Dataset, folder: str | os.PathLike, card: Any) -> Path:
     """Write ``dataset`` in the layout of a Hub dataset repository: ``data/train-0000k-of-0000n.parquet`` (row
     order kept across the files, which sort by name) and ``card`` as ``README.md``. ``datasets.load_dataset(folder)``
     and TRL's ``--dataset_name folder`` read it as it is (one ``train`` split), and so does the Hub after a push."""

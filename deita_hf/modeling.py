@@ -23,12 +23,15 @@ import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from .constants import OFFLINE_MINILM, TINY_RANDOM
 from .errors import ConfigError, DeitaError, PipelineError
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 logger = logging.getLogger(__name__)
 
@@ -295,8 +298,8 @@ class LazyModel(Counted):
 
     def __init__(
         self,
-        model: Any,
-        tokenizer: Any = None,
+        model: str | PreTrainedModel,
+        tokenizer: str | PreTrainedTokenizerBase | None = None,
         *,
         revision: str | None = None,
         dtype: str | torch.dtype | None = None,
@@ -372,7 +375,7 @@ class LazyModel(Counted):
         self._device = device
         self.on_load()
 
-    def _load_tokenizer(self) -> Any:
+    def _load_tokenizer(self) -> PreTrainedTokenizerBase:
         from transformers import AutoTokenizer
 
         with model_source(self.tokenizer_name_or_path or self.model_name_or_path, self.revision) as source:
@@ -390,12 +393,12 @@ class LazyModel(Counted):
         """Hook for subclasses: derive what depends on the tokenizer (digit ids, pad token, ...)."""
 
     @property
-    def model(self) -> Any:
+    def model(self) -> PreTrainedModel:
         self.load()
         return self._model
 
     @property
-    def tokenizer(self) -> Any:
+    def tokenizer(self) -> PreTrainedTokenizerBase:
         """The tokenizer; one passed in is returned as it is, without loading the model."""
         if self._given_tokenizer is not None:
             return self._given_tokenizer
@@ -413,7 +416,7 @@ class LazyModel(Counted):
         )
 
 
-def _runnable(model: Any, device: torch.device, dtype: torch.dtype, name: str) -> Any:
+def _runnable(model: PreTrainedModel, device: torch.device, dtype: torch.dtype, name: str) -> PreTrainedModel:
     """A model passed in, ready to run on ``device`` in ``dtype`` in eval mode, without changing the caller's
     object: the model itself when it already is, else a converted copy (which costs its memory once more)."""
     ready = not model.training and all(

@@ -14,7 +14,7 @@ models were trained with; ``load_released_data`` returns a released selection or
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .constants import (
     COMPLEXITY_SCORER_ID,
@@ -26,6 +26,10 @@ from .constants import (
 )
 from .errors import ConfigError, DataError
 from .modeling import model_source
+
+if TYPE_CHECKING:
+    from datasets import Dataset
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 ARTIFACT_KINDS = ("scorer", "chat_model", "selection", "pool", "scorer_data")
 
@@ -170,7 +174,7 @@ def load_released_model(
     dtype: Any = "auto",
     device_map: Any = None,
     trust_remote_code: bool = False,
-) -> tuple[Any, Any]:
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """A released Deita chat model and its tokenizer, which carries the Vicuna v1.1 chat template.
 
     Example::
@@ -202,7 +206,7 @@ def load_released_data(
     *,
     split: str = "train",
     revision: str | None = None,
-) -> Any:
+) -> Dataset:
     """A released Deita selection or pool with a ``messages`` column (TRL's conversational format) in place of
     its ShareGPT ``conversations``; the other columns are kept.
 
@@ -231,7 +235,9 @@ def load_released_data(
     )
 
 
-def load_released_scorer_data(task: str = "complexity", *, split: str = "train", revision: str | None = None) -> Any:
+def load_released_scorer_data(
+    task: str = "complexity", *, split: str = "train", revision: str | None = None
+) -> Dataset:
     """The data set that the released complexity or quality scorer was trained on
     (``hkust-nlp/deita-complexity-scorer-data``, ``hkust-nlp/deita-quality-scorer-data``), as published.
 

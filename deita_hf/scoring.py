@@ -18,7 +18,7 @@ import copy
 import logging
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from tqdm.auto import tqdm
@@ -39,12 +39,15 @@ from .formats import Turn, detect_format, is_batched, read_rows, row_turns
 from .modeling import Counted, LazyModel, MapCall, read_map_call
 from .tokenization import PromptEncoder, check_tokenization, prompt_encoder
 
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
 logger = logging.getLogger(__name__)
 
 _SCORE_VALUES = torch.arange(1, len(SCORE_DIGITS) + 1, dtype=torch.float32)
 
 
-def digit_token_ids(tokenizer: Any) -> list[int]:
+def digit_token_ids(tokenizer: PreTrainedTokenizerBase) -> list[int]:
     """The ids of the tokens that spell "1".."6", each of which must be exactly one token."""
     ids = []
     for digit in SCORE_DIGITS:
@@ -80,8 +83,8 @@ class TurnScorer(LazyModel):
 
     def __init__(
         self,
-        model: Any = None,
-        tokenizer: Any = None,
+        model: str | PreTrainedModel | None = None,
+        tokenizer: str | PreTrainedTokenizerBase | None = None,
         *,
         format: str | None = None,
         batch_size: int = 64,
@@ -431,11 +434,11 @@ class DeitaScorer(Counted):
 
     def __init__(
         self,
-        complexity_model: Any = COMPLEXITY_SCORER_ID,
-        quality_model: Any = QUALITY_SCORER_ID,
+        complexity_model: str | PreTrainedModel = COMPLEXITY_SCORER_ID,
+        quality_model: str | PreTrainedModel = QUALITY_SCORER_ID,
         *,
-        complexity_tokenizer: Any = None,
-        quality_tokenizer: Any = None,
+        complexity_tokenizer: str | PreTrainedTokenizerBase | None = None,
+        quality_tokenizer: str | PreTrainedTokenizerBase | None = None,
         complexity_revision: str | None = None,
         quality_revision: str | None = None,
         format: str | None = None,
