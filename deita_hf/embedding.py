@@ -40,8 +40,8 @@ from .constants import (
     VICUNA_EOS,
 )
 from .errors import ConfigError
-from .formats import Message, detect_format, is_batched, pair_turns, read_rows, row_messages
-from .modeling import LazyModel, read_map_call
+from .formats import Message, detect_format, pair_turns, read_rows, row_messages
+from .modeling import LazyModel, MapCall, MapFunction
 from .tokenization import PromptEncoder, check_tokenization, model_file, prompt_encoder
 
 if TYPE_CHECKING:
@@ -126,7 +126,7 @@ def _detect_kind(model: Any, name_or_path: str | None, revision: str | None, tru
     return "sentence"
 
 
-class Embedder(LazyModel):
+class Embedder(LazyModel, MapFunction):
     """Embeds each conversation as one float32 vector, in an ``embedding`` column.
 
     Args:
@@ -339,17 +339,8 @@ class Embedder(LazyModel):
         return self.embed_ids(self.encode(texts))
 
     # -- Dataset.map -------------------------------------------------------------------------------------------
-    def __call__(
-        self,
-        batch: Mapping[str, Any],
-        *map_args: Any,
-        batched: bool | None = None,
-        indices: list[int] | int | None = None,
-        rank: int | None = None,
-    ) -> dict[str, Any]:
-        """Embeddings of a batch or one row; see :func:`deita_hf.modeling.read_map_call` for how a call is read."""
+    def apply(self, batch: Mapping[str, Any], call: MapCall) -> dict[str, Any]:
         format = self.format or detect_format(list(batch))
-        call = read_map_call(self, batch, map_args, batched, indices, rank, lambda: is_batched(batch, format))
         self.load(call.rank)
 
         def read(row: dict[str, Any], position: int | None) -> str:

@@ -489,6 +489,32 @@ def _map_flags(function: Any) -> tuple[bool, bool, bool] | None:
     return None
 
 
+class MapFunction:
+    """Base of the ``Dataset.map`` functions (the scorers, the embedder): ``__call__`` reads how it was called
+    (:func:`read_map_call`) and hands the batch, or the row, to :meth:`apply`."""
+
+    # The row format (``None``: detected from the columns).
+    format: str | None = None
+
+    def __call__(
+        self,
+        batch: Mapping[str, Any],
+        *map_args: Any,
+        batched: bool | None = None,
+        indices: list[int] | int | None = None,
+        rank: int | None = None,
+    ) -> dict[str, Any]:
+        """The new columns of a batch or of one row; see :func:`read_map_call` for how a call is read."""
+        from .formats import is_batched
+
+        call = read_map_call(self, batch, map_args, batched, indices, rank, lambda: is_batched(batch, self.format))
+        return self.apply(batch, call)
+
+    def apply(self, batch: Mapping[str, Any], call: MapCall) -> dict[str, Any]:
+        """The new columns of ``batch`` (columns, or one row when ``call.batched`` is false)."""
+        raise NotImplementedError
+
+
 def read_map_call(
     function: Any,
     batch: Mapping[str, Any],

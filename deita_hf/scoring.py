@@ -35,8 +35,8 @@ from .constants import (
     SCORER_CONTEXT_LENGTH,
 )
 from .errors import ConfigError
-from .formats import Turn, detect_format, is_batched, read_rows, row_turns
-from .modeling import Counted, LazyModel, MapCall, read_map_call
+from .formats import Turn, detect_format, read_rows, row_turns
+from .modeling import Counted, LazyModel, MapCall, MapFunction
 from .tokenization import PromptEncoder, check_tokenization, prompt_encoder
 
 if TYPE_CHECKING:
@@ -72,7 +72,7 @@ def expected_score(digit_logits: torch.Tensor) -> torch.Tensor:
     return probabilities @ _SCORE_VALUES.to(probabilities.device)
 
 
-class TurnScorer(LazyModel):
+class TurnScorer(LazyModel, MapFunction):
     """Scores every turn of every row with one prompt template. See :class:`ComplexityScorer`."""
 
     auto_model_class = "AutoModelForCausalLM"
@@ -319,16 +319,7 @@ class TurnScorer(LazyModel):
         return scores
 
     # -- Dataset.map -----------------------------------------------------------------------------------------
-    def __call__(
-        self,
-        batch: Mapping[str, Any],
-        *map_args: Any,
-        batched: bool | None = None,
-        indices: list[int] | int | None = None,
-        rank: int | None = None,
-    ) -> dict[str, Any]:
-        """Scores of a batch or one row; see :func:`deita_hf.modeling.read_map_call` for how a call is read."""
-        call = _read_call(self, batch, map_args, batched, indices, rank, self.format)
+    def apply(self, batch: Mapping[str, Any], call: MapCall) -> dict[str, Any]:
         self.load(call.rank)
         scores = _score_rows(batch, call, self.format, self.on_error, [self], self.count)
         return {self.column: scores[0]}
@@ -385,18 +376,6 @@ class QualityScorer(TurnScorer):
     default_model = QUALITY_SCORER_ID
 
 
-def _read_call(
-    function: Any,
-    batch: Mapping[str, Any],
-    map_args: tuple[Any, ...],
-    batched: bool | None,
-    indices: Any,
-    rank: int | None,
-    format: str | None,
-) -> MapCall:
-    return read_map_call(function, batch, map_args, batched, indices, rank, lambda: is_batched(batch, format))
-
-
 def _score_rows(
     batch: Mapping[str, Any],
     call: MapCall,
@@ -420,7 +399,7 @@ def _score_rows(
     return results
 
 
-class DeitaScorer(Counted):
+class DeitaScorer(Counted, MapFunction):
     """Both scorers and the Deita score ``sum_t c_t * q_t`` (SPEC section 5), in one ``Dataset.map`` call.
 
     Adds ``complexity_scores``, ``quality_scores`` and ``deita_score``. Extra keyword arguments (e.g.
@@ -465,16 +444,7 @@ class DeitaScorer(Counted):
             out.update({f"{scorer.column}.{k}": v for k, v in scorer.stats.items()})
         return out
 
-    def __call__(
-        self,
-        batch: Mapping[str, Any],
-        *map_args: Any,
-        batched: bool | None = None,
-        indices: list[int] | int | None = None,
-        rank: int | None = None,
-    ) -> dict[str, Any]:
-        """Scores of a batch or one row; see :func:`deita_hf.modeling.read_map_call` for how a call is read."""
-        call = _read_call(self, batch, map_args, batched, indices, rank, self.format)
+    def apply(self, batch: Mapping[str, Any], call: MapCall) -> dict[str, Any]:
         self.complexity.load(call.rank)
         self.quality.load(call.rank)
         complexity, quality = _score_rows(
