@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from datasets import Dataset, DatasetDict
+from huggingface_hub import ModelCard
 
 from deita_hf.scorers.data import ScorerDataConfig
 from deita_hf.scorers.ranking import Ranking, scorer_rows
@@ -256,3 +257,7 @@ def test_a_tiny_scorer_trained_by_the_recipe_predicts_held_out_scores(byte_token
     assert spearman(predicted, truth) >= 0.9
     reported = json.loads((output_dir / "scorer_eval.json").read_text())
     assert reported["rows"] == 60 and reported["accuracy"] == pytest.approx(accuracy)
+    # The Deita card of a scorer, not TRL's generic one.
+    card = ModelCard.load(output_dir / "README.md")
+    assert {"deita", "deita-scorer", "complexity-scorer"} <= set(card.data.tags)
+    assert f'scorer = ComplexityScorer("{output_dir}")' in card.text and "fine-tuned version of" not in card.text

@@ -258,6 +258,24 @@ def test_card_of_a_local_selection_quotes_its_recipe_and_summary(tmp_path):
     assert "Results reported in the paper" not in card.text
 
 
+def test_card_of_a_trained_scorer_shows_how_to_score_with_it(tmp_path):
+    data = tmp_path / "scorer-data"
+    data.mkdir()
+    card = render_model_card(
+        model_name="me/quality-scorer",
+        base_model="mistralai/Mistral-7B-v0.1",
+        dataset_name=str(data),
+        method="SFT",
+        hyperparameters={"learning_rate": 2e-5},
+        scorer_task="quality",
+    )
+    assert {"deita-scorer", "quality-scorer"} <= set(card.data.tags)
+    assert "me/quality-scorer is a Deita quality scorer, [mistralai/Mistral-7B-v0.1]" in card.text
+    assert 'from deita_hf import QualityScorer\n\nscorer = QualityScorer("me/quality-scorer")' in card.text
+    assert "the loss is computed on\nthe score digit only" in card.text
+    assert "## Prompt format" not in card.text and "assistant tokens only" not in card.text
+
+
 def test_upload_sends_the_output_dir_without_checkpoints(monkeypatch, tmp_path):
     from huggingface_hub import HfApi
 

@@ -233,6 +233,7 @@ def render_model_card(
     hyperparameters: Mapping[str, Any],
     results: Mapping[str, Any] | None = None,
     reproduces: str | None = None,
+    scorer_task: str | None = None,
     load_id: str | None = None,
     template_path: str | Path = MODEL_CARD_TEMPLATE,
 ):
@@ -267,7 +268,9 @@ def render_model_card(
         base_model=base_model if is_hub_id(base_model) else None,
         datasets=[dataset_name] if is_hub_id(dataset_name) else None,
         library_name="transformers",
-        tags=["deita", "trl", method.lower(), "generated_from_trainer"] + (["smoke-test"] if smoke else []),
+        tags=["deita", "trl", method.lower(), "generated_from_trainer"]
+        + (["deita-scorer", f"{scorer_task}-scorer"] if scorer_task else [])
+        + (["smoke-test"] if smoke else []),
         model_name=model_name,
         **extra,
     )
@@ -283,6 +286,8 @@ def render_model_card(
         dataset_name=dataset_name,
         dataset_is_hub=is_hub_id(dataset_name),
         method=method,
+        scorer_task=scorer_task,
+        scorer_class=f"{scorer_task.capitalize()}Scorer" if scorer_task else None,
         selection=selection,
         selection_files=selection_files,
         hyperparameters=dict(hyperparameters),
@@ -295,24 +300,35 @@ def render_model_card(
     )
 
 
-def write_model_card(trainer, script_args, model_args, method: str, model_name: str | None = None) -> Any:
-    """Render the card of a finished run and save it as ``README.md`` in the output folder."""
+def write_model_card(
+    trainer,
+    script_args,
+    model_args,
+    method: str,
+    model_name: str | None = None,
+    *,
+    dataset_name: str | None = None,
+    scorer_task: str | None = None,
+) -> Any:
+    """Render the card of a finished run and save it as ``README.md`` in the output folder; ``scorer_task``
+    (``"complexity"`` or ``"quality"``) for a trained scorer, whose data is ``dataset_name``."""
     args = trainer.args
     params = hyperparameters(args, trainer.accelerator.num_processes)
-    if script_args.dataset_sample_size is not None:
+    if getattr(script_args, "dataset_sample_size", None) is not None:
         params["dataset_sample_size"] = script_args.dataset_sample_size
         params["dataset_sample_seed"] = script_args.dataset_sample_seed
-    if script_args.dataset_revision is not None:
+    if getattr(script_args, "dataset_revision", None) is not None:
         params["dataset_revision"] = script_args.dataset_revision
     card = render_model_card(
         model_name=model_name or args.hub_model_id or Path(args.output_dir).name,
         load_id=model_name or str(args.output_dir),
         base_model=model_args.model_name_or_path,
-        dataset_name=script_args.dataset_name,
+        dataset_name=dataset_name or script_args.dataset_name,
         method=method,
         hyperparameters=params,
         results=training_results(trainer.state.log_history),
-        reproduces=script_args.reproduces,
+        reproduces=getattr(script_args, "reproduces", None),
+        scorer_task=scorer_task,
     )
     card.save(os.path.join(args.output_dir, "README.md"))
     return card

@@ -44,7 +44,7 @@ from ..scorers.evol import check_task
 from ..scorers.ranking import SCORERS
 from ..scoring import TurnScorer, digit_token_ids
 from ..tokenization import SENTENCEPIECE_FILE
-from .common import model_init_kwargs
+from .common import create_hub_repo, model_init_kwargs, upload_output_dir, write_model_card
 
 logger = logging.getLogger(__name__)
 
@@ -286,6 +286,8 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     # -- train ------------------------------------------------------------------------------------------------------
     training_args.model_init_kwargs = model_init_kwargs(model_args, training_args)
+    # Pushed once at the end, with the Deita model card (the Trainer would push its own card first).
+    push_to_hub, training_args.push_to_hub = training_args.push_to_hub, False
     trainer = trl.SFTTrainer(
         model=model_args.model_name_or_path,
         args=training_args,
@@ -296,9 +298,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
     trainer.save_model(training_args.output_dir)
     save_sentencepiece_model(scorer, training_args.output_dir, trainer.is_world_process_zero())
-    trainer.create_model_card(dataset_name=data_name, tags=["deita", "deita-scorer", f"{script_args.task}-scorer"])
-    if training_args.push_to_hub:
-        trainer.push_to_hub(dataset_name=data_name)
+    if trainer.is_world_process_zero():
+        repo_id = create_hub_repo(training_args) if push_to_hub else None
+        write_model_card(
+            trainer, script_args, model_args, "SFT", repo_id, dataset_name=data_name, scorer_task=script_args.task
+        )
+        if repo_id is not None:
+            upload_output_dir(training_args, repo_id)
+            logger.info("pushed %s to https://huggingface.co/%s", training_args.output_dir, repo_id)
     trainer.end()
 
     output_dir = Path(training_args.output_dir)
