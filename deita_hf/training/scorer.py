@@ -144,7 +144,7 @@ def tokenize_scorer_data(dataset: Any, scorer: TurnScorer, *, num_proc: int | No
     A row whose ``prompt`` is not the scorer prompt of its ``instruction``/``output``, or whose ``completion``
     is not a digit 1..6, is an error that names it. Shortened prompts are counted in a warning.
     """
-    tokenizer = scorer._given_tokenizer if scorer._given_tokenizer is not None else scorer.tokenizer
+    tokenizer = scorer.tokenizer  # a tokenizer passed in: no model is loaded
     digits = dict(zip(SCORE_DIGITS, digit_token_ids(tokenizer)))
     missing = {"prompt", "completion", "instruction", "output"} - set(dataset.column_names)
     if missing:
