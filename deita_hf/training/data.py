@@ -103,14 +103,20 @@ def to_messages_dataset(dataset, format: str | None = None, num_proc: int | None
     """
 
     def convert(row, index):
-        return {"messages": conversation_messages(row, format, row.get(INPUT_ROW_COLUMN, index))}
+        return {"messages": conversation_messages(row, format, index)}
 
+    return _convert_rows(dataset, convert, num_proc, "Reading conversations")
+
+
+def _convert_rows(dataset, convert, num_proc: int | None, desc: str):
+    """``convert(row, index)`` over the rows, where index is the input row (``INPUT_ROW_COLUMN`` when the rows
+    were numbered, else the position); only the returned columns and ``INPUT_ROW_COLUMN`` are kept."""
     return dataset.map(
-        convert,
+        lambda row, position: convert(row, row.get(INPUT_ROW_COLUMN, position)),
         with_indices=True,
         remove_columns=[name for name in dataset.column_names if name != INPUT_ROW_COLUMN],
         num_proc=num_proc,
-        desc="Reading conversations",
+        desc=desc,
     )
 
 
@@ -161,16 +167,7 @@ def to_preference_dataset(dataset, num_proc: int | None = None):
     """The rows as TRL explicit conversational preference data (``prompt``, ``chosen``, ``rejected``), the other
     columns dropped. See :func:`preference_pair`."""
 
-    def convert(row, index):
-        return preference_pair(row, row.get(INPUT_ROW_COLUMN, index))
-
-    return dataset.map(
-        convert,
-        with_indices=True,
-        remove_columns=[name for name in dataset.column_names if name != INPUT_ROW_COLUMN],
-        num_proc=num_proc,
-        desc="Reading preference pairs",
-    )
+    return _convert_rows(dataset, preference_pair, num_proc, "Reading preference pairs")
 
 
 def check_dropped_rows(trainer, rows: list[int], max_dropped_share: float) -> list[int]:
