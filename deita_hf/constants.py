@@ -48,6 +48,16 @@ DEFAULT_EMBEDDING_MODEL_ID = "mistralai/Mistral-7B-v0.1"
 SCORER_CONTEXT_LENGTH = 2048
 # Tokens the reference embedder keeps of each text (reference examples/pipelines/embed_datasets.py: --max_length).
 EMBEDDING_MAX_LENGTH = 2048
+# The folders and files of a run's output folder (deita-hf run / score / embed / select), read back by push,
+# report, the training scripts (a selection folder as training data) and resume (deita_hf.io).
+POOL_DIR = "pool"
+SELECTED_DIR = "selected"
+REPORT_DIR = "report"
+SHARDS_DIR = "shards"
+RECIPE_FILE = "recipe.yaml"
+SUMMARY_FILE = "summary.json"
+# Written inside pool/: the source pool, models and counts, read back when pool/ is the input of a later command.
+PROVENANCE_FILE = "deita_hf.json"
 # Repr Filter threshold on cosine similarity (reference: reject if similarity > 0.9).
 DEFAULT_THRESHOLD = 0.9
 

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from .constants import CITATION, VERSION, card_template
+from .constants import CITATION, RECIPE_FILE, SUMMARY_FILE, VERSION, card_template
 from .errors import AccessError, ConfigError, MissingFileError
 from .report import COUNT_LABELS, PLOTS, REPORT_FILE, budget_shortfall, format_count, model_revision
 
@@ -80,13 +80,13 @@ def _model_link(model: dict[str, Any]) -> str:
 
 
 def _read_run(output_dir: Path) -> tuple[dict[str, Any], str]:
-    summary_path = output_dir / "summary.json"
+    summary_path = output_dir / SUMMARY_FILE
     if not summary_path.is_file():
         raise MissingFileError(f"{summary_path} does not exist: is {output_dir} the output folder of a finished run?")
     summary = json.loads(summary_path.read_text())
     if "selected" not in summary.get("counts", {}):
         raise ConfigError(f"{output_dir} holds a `deita-hf {summary.get('command')}` run: only a selection is pushed")
-    recipe_text = (output_dir / "recipe.yaml").read_text() if (output_dir / "recipe.yaml").is_file() else ""
+    recipe_text = (output_dir / RECIPE_FILE).read_text() if (output_dir / RECIPE_FILE).is_file() else ""
     return summary, recipe_text
 
 

@@ -16,19 +16,20 @@ from pathlib import Path
 from typing import Any
 
 from .config import DataArguments
-from .constants import EMBEDDING_COLUMN
+from .constants import (
+    EMBEDDING_COLUMN,
+    POOL_DIR,
+    PROVENANCE_FILE,
+    RECIPE_FILE,
+    REPORT_DIR,
+    SELECTED_DIR,
+    SHARDS_DIR,
+    SUMMARY_FILE,
+)
 from .distributed import ProcessInfo, barrier
 from .errors import ConfigError, DataError, PipelineError
 
 # What a run may write in its output folder; --overwrite removes exactly these.
-POOL_DIR = "pool"
-SELECTED_DIR = "selected"
-REPORT_DIR = "report"
-SHARDS_DIR = "shards"
-RECIPE_FILE = "recipe.yaml"
-SUMMARY_FILE = "summary.json"
-# Written inside pool/: the source pool, models and counts, read back when pool/ is the input of a later command.
-PROVENANCE_FILE = "deita_hf.json"
 _EXPORT_FORMATS = ("parquet", "jsonl")
 OUTPUT_ENTRIES = (
     POOL_DIR,

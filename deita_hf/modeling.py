@@ -411,8 +411,7 @@ class LazyModel(Counted):
         if self.model_name_or_path is not None:
             return self.model_name_or_path
         return (
-            getattr(getattr(self._given_model, "config", None), "name_or_path", "")
-            or type(self._given_model).__name__
+            getattr(getattr(self._given_model, "config", None), "name_or_path", "") or type(self._given_model).__name__
         )
 
 

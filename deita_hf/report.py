@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from .constants import COMPLEXITY_COLUMN, QUALITY_COLUMN, SCORE_COLUMN
+from .constants import COMPLEXITY_COLUMN, QUALITY_COLUMN, SCORE_COLUMN, SUMMARY_FILE
 from .errors import MissingFileError
 from .selection import SIMILARITY_COLUMN
 
@@ -486,7 +486,7 @@ def render_strategies(strategies: dict[str, Any], columns: dict[str, list[Any]],
 def remake_report(output_dir: str | os.PathLike) -> Path:
     """Make the report of a finished ``select`` or ``run`` again from its output folder (``deita-hf report``)."""
     output_dir = Path(output_dir)
-    summary_path = output_dir / "summary.json"
+    summary_path = output_dir / SUMMARY_FILE
     table_path = output_dir / "report" / TABLE_FILE
     if not summary_path.is_file():
         raise MissingFileError(f"{summary_path} does not exist: is {output_dir} the output folder of a finished run?")

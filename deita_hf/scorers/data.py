@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ..config import option, parse_recipe
-from ..constants import EVOL_ROUNDS
+from ..constants import EVOL_ROUNDS, SUMMARY_FILE
 from ..errors import ConfigError, DataError
 from .evol import TASKS, Evolution, Seed, check_task, evolve, seeds_from_rows
 from .generation import ChatGenerator, OpenAIChat, TransformersChat
@@ -260,7 +260,7 @@ def make_scorer_data(config: ScorerDataConfig) -> dict[str, Any]:
         "generator": dict(generator.stats),
         "settings": config.public(),
     }
-    with open(out / "summary.json", "w", encoding="utf-8") as f:
+    with open(out / SUMMARY_FILE, "w", encoding="utf-8") as f:
         json.dump(summary, f, indent=2, ensure_ascii=False)
     if not splits["train"]:
         raise RuntimeError(

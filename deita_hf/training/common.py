@@ -15,9 +15,8 @@ from typing import Any
 
 import trl
 
-from ..constants import CITATION, PAPER_RESULTS, RELEASED_SELECTIONS, card_template
+from ..constants import CITATION, PAPER_RESULTS, RECIPE_FILE, RELEASED_SELECTIONS, SUMMARY_FILE, card_template
 from ..hub import is_hub_id
-from ..io import RECIPE_FILE, SUMMARY_FILE
 
 logger = logging.getLogger(__name__)
 
