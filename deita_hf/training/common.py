@@ -17,6 +17,8 @@ import trl
 
 from ..constants import CITATION, PAPER_RESULTS, RECIPE_FILE, RELEASED_SELECTIONS, SUMMARY_FILE, card_template
 from ..hub import is_hub_id
+from ..modeling import resolve_model
+from .data import INPUT_ROW_COLUMN, check_dropped_rows
 
 logger = logging.getLogger(__name__)
 
@@ -356,6 +358,29 @@ def upload_output_dir(training_args, repo_id: str, commit_message: str = "End of
         revision=training_args.hub_revision,
         ignore_patterns=["_*", "checkpoint-*", "checkpoint-*/**"],
     )
+
+
+def train_and_finish(
+    trainer_class, script_args, training_args, model_args, tokenizer, train_dataset, eval_dataset, method: str
+) -> None:
+    """The end of the SFT and DPO scripts: the TRL trainer (it loads the model, ZeRO-3 aware), the rows that
+    ``max_length`` leaves without a trained token (:func:`check_dropped_rows`), training (resumed from the last
+    checkpoint), then :func:`finish`. The push happens once, in :func:`finish`, with the Deita model card (the
+    Trainer would push its own card first)."""
+    training_args.model_init_kwargs = model_init_kwargs(model_args, training_args)
+    push_to_hub, training_args.push_to_hub = training_args.push_to_hub, False
+    trainer = trainer_class(
+        model=resolve_model(model_args.model_name_or_path),  # tiny-random:seed=N becomes its folder
+        args=training_args,
+        train_dataset=train_dataset,
+        eval_dataset=eval_dataset,
+        processing_class=tokenizer,
+        peft_config=trl.get_peft_config(model_args),
+        quantization_config=trl.get_quantization_config(model_args),
+    )
+    check_dropped_rows(trainer, train_dataset[INPUT_ROW_COLUMN], script_args.max_dropped_share)
+    trainer.train(resume_from_checkpoint=last_checkpoint(training_args))
+    finish(trainer, script_args, model_args, method=method, push_to_hub=push_to_hub)
 
 
 def finish(trainer, script_args, model_args, method: str, push_to_hub: bool = False) -> None:

@@ -15,12 +15,11 @@ from __future__ import annotations
 
 import logging
 
-from trl import DPOConfig, DPOTrainer, ModelConfig, TrlParser, get_peft_config, get_quantization_config
+from trl import DPOConfig, DPOTrainer, ModelConfig, TrlParser
 
 from ..chat_template import load_tokenizer
-from ..modeling import resolve_model
-from .common import ScriptArguments, finish, last_checkpoint, model_init_kwargs
-from .data import INPUT_ROW_COLUMN, check_dropped_rows, load_splits, to_preference_dataset
+from .common import ScriptArguments, train_and_finish
+from .data import load_splits, to_preference_dataset
 
 logger = logging.getLogger(__name__)
 
@@ -47,23 +46,8 @@ def main(argv: list[str] | None = None) -> None:
         if eval_dataset is not None:
             eval_dataset = to_preference_dataset(eval_dataset, training_args.dataset_num_proc)
 
-    # Model: the policy and its frozen reference copy are loaded by the trainer (ZeRO-3 aware).
-    training_args.model_init_kwargs = model_init_kwargs(model_args, training_args)
-    # Pushed once at the end, with the Deita model card (the Trainer would push its own card first).
-    push_to_hub, training_args.push_to_hub = training_args.push_to_hub, False
-    trainer = DPOTrainer(
-        model=resolve_model(model_args.model_name_or_path),  # tiny-random:seed=N becomes its folder
-        args=training_args,
-        train_dataset=train_dataset,
-        eval_dataset=eval_dataset,
-        processing_class=tokenizer,
-        peft_config=get_peft_config(model_args),
-        quantization_config=get_quantization_config(model_args),
-    )
-
-    check_dropped_rows(trainer, train_dataset[INPUT_ROW_COLUMN], script_args.max_dropped_share)
-    trainer.train(resume_from_checkpoint=last_checkpoint(training_args))
-    finish(trainer, script_args, model_args, method="DPO", push_to_hub=push_to_hub)
+    # Model: the policy and its frozen reference copy are loaded by the trainer; train, save, card, push.
+    train_and_finish(DPOTrainer, script_args, training_args, model_args, tokenizer, train_dataset, eval_dataset, "DPO")
 
 
 if __name__ == "__main__":

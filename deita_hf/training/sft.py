@@ -17,14 +17,11 @@ import logging
 from dataclasses import dataclass, field
 
 import trl
-from trl import ModelConfig, SFTTrainer, TrlParser, get_peft_config, get_quantization_config
+from trl import ModelConfig, SFTTrainer, TrlParser
 
 from ..chat_template import load_tokenizer
-from ..modeling import resolve_model
-from .common import ScriptArguments, finish, last_checkpoint, model_init_kwargs
+from .common import ScriptArguments, train_and_finish
 from .data import (
-    INPUT_ROW_COLUMN,
-    check_dropped_rows,
     drop_unanswered_last_turn,
     load_splits,
     reference_train_split,
@@ -101,23 +98,8 @@ def main(argv: list[str] | None = None) -> None:
                 eval_dataset, script_args.dataset_format, training_args.dataset_num_proc
             )
 
-    # Model: loaded by the trainer (ZeRO-3 aware); the tokenizer gets the Vicuna v1.1 chat template.
-    training_args.model_init_kwargs = model_init_kwargs(model_args, training_args)
-    # Pushed once at the end, with the Deita model card (the Trainer would push its own card first).
-    push_to_hub, training_args.push_to_hub = training_args.push_to_hub, False
-    trainer = SFTTrainer(
-        model=resolve_model(model_args.model_name_or_path),  # tiny-random:seed=N becomes its folder
-        args=training_args,
-        train_dataset=train_dataset,
-        eval_dataset=eval_dataset,
-        processing_class=tokenizer,
-        peft_config=get_peft_config(model_args),
-        quantization_config=get_quantization_config(model_args),
-    )
-
-    check_dropped_rows(trainer, train_dataset[INPUT_ROW_COLUMN], script_args.max_dropped_share)
-    trainer.train(resume_from_checkpoint=last_checkpoint(training_args))
-    finish(trainer, script_args, model_args, method="SFT", push_to_hub=push_to_hub)
+    # Model: loaded by the trainer; train, save, card, push.
+    train_and_finish(SFTTrainer, script_args, training_args, model_args, tokenizer, train_dataset, eval_dataset, "SFT")
 
 
 if __name__ == "__main__":
