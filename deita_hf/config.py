@@ -31,6 +31,7 @@ from .constants import (
     COMPLEXITY_SCORER_ID,
     DEFAULT_EMBEDDING_MODEL_ID,
     DEFAULT_THRESHOLD,
+    EMBEDDING_MAX_LENGTH,
     MT_BENCH_QUESTIONS_URL,
     QUALITY_SCORER_ID,
 )
@@ -161,7 +162,7 @@ class EmbeddingArguments:
         "causal_lm: last-token state of the Vicuna text; sentence: mean pooling; auto: from the model.", "auto"
     )
     embedding_batch_size: int = option("Texts per forward pass of the embedder.", 8)
-    embedding_max_length: int = option("Tokens kept from the start of each embedded text.", 2048)
+    embedding_max_length: int = option("Tokens kept from the start of each embedded text.", EMBEDDING_MAX_LENGTH)
     embedding_dtype: str | None = option("Embedder compute dtype (default: bfloat16 on GPU, float32 on CPU).", None)
     only_answer: bool = option("Embed only the assistant messages.", False)
     embedding_tokenization: Literal["auto", "sentencepiece", "tokenizer"] = option(

@@ -46,6 +46,8 @@ DEFAULT_EMBEDDING_MODEL_ID = "mistralai/Mistral-7B-v0.1"
 # The released scorers' context length (reference examples/train/train_scorers.sh: --model_max_length 2048); a
 # scorer whose config has no max_position_embeddings is held to it.
 SCORER_CONTEXT_LENGTH = 2048
+# Tokens an SFT conversation is truncated to (reference examples/train/sft.sh: --model_max_length 2048).
+SFT_MAX_LENGTH = 2048
 # Tokens the reference embedder keeps of each text (reference examples/pipelines/embed_datasets.py: --max_length).
 EMBEDDING_MAX_LENGTH = 2048
 # The folders and files of a run's output folder (deita-hf run / score / embed / select), read back by push,

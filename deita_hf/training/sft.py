@@ -20,6 +20,7 @@ import trl
 from trl import ModelConfig, SFTTrainer, TrlParser
 
 from ..chat_template import load_tokenizer
+from ..constants import SFT_MAX_LENGTH
 from .common import ScriptArguments, train_and_finish
 from .data import (
     drop_unanswered_last_turn,
@@ -56,7 +57,9 @@ class SFTConfig(trl.SFTConfig):
     assistant_only_loss: bool = field(
         default=True, metadata={"help": "Loss on the assistant tokens only (each answer and its EOS), as Deita did."}
     )
-    max_length: int | None = field(default=2048, metadata={"help": "Truncate conversations to this many tokens."})
+    max_length: int | None = field(
+        default=SFT_MAX_LENGTH, metadata={"help": "Truncate conversations to this many tokens."}
+    )
     dataset_train_fraction: float = field(
         default=1.0, metadata={"help": "Below 1: train on the reference's np.random.seed(0) split (it used 0.98)."}
     )
