@@ -235,7 +235,7 @@ def test_max_length_below_the_template_is_an_error(tiny_llama, byte_tokenizer):
 
 
 def test_max_length_defaults_to_the_model_context(byte_tokenizer):
-    from deita_hf.tiny import tiny_causal_lm
+    from deita_hf.testing import tiny_causal_lm
 
     model = tiny_causal_lm(byte_tokenizer, max_position_embeddings=1536)
     assert make(ComplexityScorer, model, byte_tokenizer).effective_max_length == 1536
