@@ -514,7 +514,7 @@ def options_table(group: type, names: list[str] | None = None) -> str:
     >>> print(options_table(HubArguments, ["hub_private"]))
     | option | default | meaning |
     |---|---|---|
-    | `hub_private` | `false` | Create the Hub dataset repository as private. |
+    | `hub_private` | `false` | Create the Hub repository private. |
     """
     rows = ["| option | default | meaning |", "|---|---|---|"]
     for f in dataclasses.fields(group):
