@@ -12,10 +12,7 @@ from ..config import (
     dump_recipe,
     to_recipe,
 )
-from ..distributed import ProcessInfo, barrier, finish_processes, init_processes, leave, main_process_first
-from ..errors import PipelineError
-from ..formats import detect_format
-from ..io import (
+from ..constants import (
     POOL_DIR,
     PROVENANCE_FILE,
     RECIPE_FILE,
@@ -23,6 +20,11 @@ from ..io import (
     SELECTED_DIR,
     SHARDS_DIR,
     SUMMARY_FILE,
+)
+from ..distributed import ProcessInfo, barrier, finish_processes, init_processes, leave, main_process_first
+from ..errors import PipelineError
+from ..formats import detect_format
+from ..io import (
     _remove,
     _write_text_atomic,
     check_input_outside_outputs,
