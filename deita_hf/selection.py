@@ -19,8 +19,14 @@ result, however it blocks the work:
   than float64 can tell apart are decided exactly with ``math.fsum``;
 - inside the block, candidates are kept greedily in order: a candidate is rejected by an earlier
   candidate of the block only if that one was kept;
-- the embeddings are read from the dataset's Arrow table (memory-mapped for a dataset on disk), one block
-  at a time in score order, so memory is the selected set plus one block, whatever the pool's size.
+- the embeddings are read through the public ``datasets`` API (one column, Arrow format, looked up by row),
+  one block at a time in score order, so memory is the selected set plus one block, whatever the pool's
+  size; the pool may be in memory, memory-mapped from disk, or a view (``select``, ``shuffle``...).
+
+Rows without a score follow one rule everywhere (``unscored``: an error, or left out and counted), and
+:func:`deita_select` and ``deita-hf select`` build their output with the one :func:`selection_dataset`.
+The helpers without a leading underscore in the reading section are shared with
+:mod:`deita_hf.strategies`; :mod:`deita_hf` exports only the selection functions.
 
 >>> import numpy as np
 >>> from datasets import Dataset
@@ -32,10 +38,8 @@ result, however it blocks the work:
 
 from __future__ import annotations
 
-import bisect
 import logging
 import math
-import os
 from collections.abc import Sequence
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
@@ -70,12 +74,14 @@ class SelectionResult:
             the first), at float32 accuracy.
         examined: candidates looked at before the budget filled (or the pool ran out).
         rejected: of those, rejected as too similar to a kept row.
+        left_out: rows without a score, left out (``unscored="leave_out"``; never examined).
     """
 
     indices: list[int]
     similarities: list[float]
     examined: int
     rejected: int
+    left_out: int = 0
 
 
 class SelectionInputError(DataError):
@@ -84,12 +90,6 @@ class SelectionInputError(DataError):
     def __init__(self, message: str, rows: Sequence[int] = ()):
         self.rows = list(rows)
         super().__init__(message)
-
-
-def _rows_text(rows: Sequence[int]) -> str:
-    shown = ", ".join(str(int(r)) for r in rows[:_SHOWN_ROWS])
-    more = f" and {len(rows) - _SHOWN_ROWS} more" if len(rows) > _SHOWN_ROWS else ""
-    return f"row{'s' if len(rows) > 1 else ''} {shown}{more}"
 
 
 def unit_rows(vectors: np.ndarray) -> np.ndarray:
@@ -134,7 +134,7 @@ def float32_error_bound(dim: int) -> float:
 
 
 @contextmanager
-def _exact_float32_matmul():
+def exact_float32_matmul():
     """Matrix products in true float32 (no TF32 or bf16 shortcuts), which the error bound assumes."""
     previous = torch.get_float32_matmul_precision()
     torch.set_float32_matmul_precision("highest")
@@ -145,7 +145,16 @@ def _exact_float32_matmul():
 
 
 # -- reading the pool --------------------------------------------------------------------------------------
-def _check_dataset(dataset: Any) -> None:
+# Used by deita_hf.strategies too: the pool is read only through these, and only through the public datasets
+# API (``select_columns``, ``with_format("arrow")``, row lookups, ``select``), in bounded blocks.
+
+# Rows per read when a whole column is scanned (the vector lengths); a block of 4,096-float vectors is 16 MB.
+SCAN_ROWS = 1024
+UNSCORED_POLICIES = ("raise", "leave_out")
+
+
+def check_dataset(dataset: Any) -> None:
+    """A ``datasets.Dataset``, or a ``TypeError`` that says what to pass."""
     from datasets import Dataset
 
     if not isinstance(dataset, Dataset):
@@ -153,183 +162,126 @@ def _check_dataset(dataset: Any) -> None:
         raise TypeError(f"the pool must be a datasets.Dataset, got {type(dataset).__name__}{hint}")
 
 
-def _column(dataset: Any, name: str, argument: str) -> pa.ChunkedArray:
+def rows_text(rows: Sequence[int]) -> str:
+    """``"row 3"``, ``"rows 1, 3"``, ..., the first few rows named and the count of the others."""
+    shown = ", ".join(str(int(r)) for r in rows[:_SHOWN_ROWS])
+    more = f" and {len(rows) - _SHOWN_ROWS} more" if len(rows) > _SHOWN_ROWS else ""
+    return f"row{'s' if len(rows) > 1 else ''} {shown}{more}"
+
+
+def column_reader(dataset: Any, name: str, argument: str) -> tuple[Any, pa.DataType]:
+    """The dataset's column ``name`` alone, formatted as Arrow (``reader[rows]`` is a ``pyarrow.Table`` of
+    those rows, a view's own rows included), and its Arrow type."""
     if name not in dataset.column_names:
         raise KeyError(
             f"{argument}={name!r} is not a column of the pool; its columns are {dataset.column_names}. "
             f"Add it first (deita_score / Embedder) or pass {argument}=<column name>."
         )
-    return dataset.data.table.column(name)
+    # select_columns first: a row lookup gathers every column of the dataset it is made on.
+    reader = dataset.select_columns([name]).with_format("arrow")
+    return reader, reader[0:0].schema.field(name).type
 
 
-def _table_rows(dataset: Any) -> np.ndarray | None:
-    """The Arrow table row of each dataset row, where the dataset is a view (``select``, ``shuffle``...)."""
-    indices = getattr(dataset, "_indices", None)
-    if indices is None:
-        return None
-    return indices.column(0).to_numpy().astype(np.int64)
+def check_unscored(unscored: Any) -> None:
+    if unscored not in UNSCORED_POLICIES:
+        raise ConfigError(f"unscored must be one of {UNSCORED_POLICIES}, got {unscored!r}")
 
 
-def _scores(dataset: Any, name: str, table_rows: np.ndarray | None) -> np.ndarray:
-    column = _column(dataset, name, "score_column")
-    if not (pa.types.is_integer(column.type) or pa.types.is_floating(column.type)):
-        raise TypeError(f"score column {name!r} must be numeric, got Arrow type {column.type}")
-    if table_rows is not None:
-        column = column.take(pa.array(table_rows))
-    if column.null_count:
+def read_scores(dataset: Any, name: str, unscored: str = "raise") -> np.ndarray:
+    """The score column as float64 (read whole: 8 bytes a row). A row without a score (missing or NaN) is an
+    error naming the rows, or with ``unscored="leave_out"`` NaN, for the caller to leave out."""
+    check_unscored(unscored)
+    reader, kind = column_reader(dataset, name, "score_column")
+    if not (pa.types.is_integer(kind) or pa.types.is_floating(kind)):
+        raise TypeError(f"score column {name!r} must be numeric, got Arrow type {kind}")
+    column = reader[:][name]
+    if column.null_count and unscored == "raise":
         rows = np.flatnonzero(column.is_null().to_numpy(zero_copy_only=False))
-        raise SelectionInputError(f"score column {name!r} is missing (null) in {_rows_text(rows)}", rows)
-    scores = column.to_numpy().astype(np.float64)
-    bad = np.flatnonzero(np.isnan(scores))
-    if len(bad):
-        raise SelectionInputError(
-            f"score column {name!r} is NaN in {_rows_text(bad)}; score these rows again or drop them first", bad
-        )
+        raise SelectionInputError(f"score column {name!r} is missing (null) in {rows_text(rows)}", rows)
+    # Nulls become NaN.
+    scores = np.asarray(column.to_numpy(zero_copy_only=False), dtype=np.float64)
+    if unscored == "raise":
+        bad = np.flatnonzero(np.isnan(scores))
+        if len(bad):
+            raise SelectionInputError(
+                f"score column {name!r} is NaN in {rows_text(bad)}; score these rows again or drop them first "
+                "(or pass unscored='leave_out')",
+                bad,
+            )
     return scores
 
 
-class _MappedFiles:
-    """The files behind this process's memory mappings (Linux ``/proc/self/maps``).
+def score_order(scores: np.ndarray) -> np.ndarray:
+    """The rows with a score, highest first, ties in row order; rows without one (NaN) are left out, and
+    logged."""
+    # A stable sort of the negated scores; NaN sorts last.
+    order = np.argsort(-scores, kind="stable")
+    unscored = int(np.isnan(scores).sum())
+    if unscored:
+        logger.info("%d row(s) without a score (missing or NaN) are left out of the selection", unscored)
+    return order[: len(order) - unscored]
 
-    Rows of a memory-mapped Arrow file are read from the file with ``os.pread`` rather than through the
-    mapping: a page fault maps the neighbouring pages of the file too (read-around), so reading scattered
-    rows through the mapping makes most of the pool resident; a read copies just the row. Where there is
-    no ``/proc/self/maps`` (or the data is in memory), rows are read through the mapping.
+
+class VectorReader:
+    """Rows of the embedding column, by dataset row index, as ``(rows, d)`` arrays, through the public API.
+
+    Opening it checks the whole column's lengths and missing vectors in blocks of :data:`SCAN_ROWS` rows
+    (from the list offsets: the values are not read unless the dataset is a view); :meth:`read` copies only
+    the rows asked for.
     """
 
-    def __init__(self) -> None:
-        self.segments: list[tuple[int, int, int, str]] = []  # start, end, file offset, path
-        try:
-            with open("/proc/self/maps") as maps:
-                for line in maps:
-                    fields = line.split(maxsplit=5)
-                    if len(fields) == 6 and fields[5].startswith("/") and not fields[5].rstrip().endswith("(deleted)"):
-                        start, end = (int(x, 16) for x in fields[0].split("-"))
-                        self.segments.append((start, end, int(fields[2], 16), fields[5].rstrip("\n")))
-        except OSError:
-            pass
-        self.segments.sort()
-        self.starts = [segment[0] for segment in self.segments]
-        self.descriptors: dict[str, int] = {}
-
-    def locate(self, address: int, size: int) -> tuple[int, int] | None:
-        """An open file descriptor and the offset in it of ``size`` mapped bytes at ``address``, or None."""
-        i = bisect.bisect_right(self.starts, address) - 1
-        if i < 0 or address + size > self.segments[i][1]:
-            return None
-        start, _, offset, path = self.segments[i]
-        if path not in self.descriptors:
-            try:
-                descriptor = os.open(path, os.O_RDONLY)
-            except OSError:
-                return None
-            if hasattr(os, "posix_fadvise"):
-                os.posix_fadvise(descriptor, 0, 0, os.POSIX_FADV_RANDOM)  # no read-ahead of other rows
-            self.descriptors[path] = descriptor
-        return self.descriptors[path], offset + address - start
-
-    def close(self) -> None:
-        for descriptor in self.descriptors.values():
-            os.close(descriptor)
-        self.descriptors.clear()
-
-
-class _EmbeddingReader:
-    """Reads rows of the embedding column, by dataset row index, as a ``(rows, d)`` array.
-
-    A chunk of a memory-mapped file is read row by row from the file (see :class:`_MappedFiles`); a chunk
-    in memory is seen as an ``(n, d)`` array without copying. Either way a read copies only its rows.
-    """
-
-    def __init__(self, dataset: Any, name: str, table_rows: np.ndarray | None):
-        column = _column(dataset, name, "embedding_column")
-        value_type = getattr(column.type, "value_type", None)
+    def __init__(self, dataset: Any, name: str):
+        self.reader, self.type = column_reader(dataset, name, "embedding_column")
+        value_type = getattr(self.type, "value_type", None)
         if not (
-            pa.types.is_list(column.type)
-            or pa.types.is_large_list(column.type)
-            or pa.types.is_fixed_size_list(column.type)
+            pa.types.is_list(self.type) or pa.types.is_large_list(self.type) or pa.types.is_fixed_size_list(self.type)
         ) or not (pa.types.is_floating(value_type) or pa.types.is_integer(value_type)):
-            raise TypeError(f"embedding column {name!r} must hold lists of numbers, got Arrow type {column.type}")
+            raise TypeError(f"embedding column {name!r} must hold lists of numbers, got Arrow type {self.type}")
         self.name = name
-        self.type = column.type
-        self.table_rows = table_rows
-        lengths = pc.list_value_length(column)
-        if table_rows is not None:
-            lengths = lengths.take(pa.array(table_rows))
-        if lengths.null_count:
-            rows = np.flatnonzero(lengths.is_null().to_numpy(zero_copy_only=False))
-            raise SelectionInputError(f"embedding column {name!r} is missing (null) in {_rows_text(rows)}", rows)
-        lengths = lengths.to_numpy()
-        if len(lengths) == 0:
-            self.dim = 0
-        else:
-            self.dim = int(lengths[0])
-            odd = np.flatnonzero(lengths != self.dim)
-            if len(odd):
-                raise SelectionInputError(
-                    f"embedding column {name!r} holds vectors of different lengths: row 0 has {self.dim} values but "
-                    f"{_rows_text(odd)} {'have' if len(odd) > 1 else 'has'} {int(lengths[odd[0]])}"
-                    f"{' (first shown)' if len(odd) > 1 else ''}; embed all rows with the same model",
-                    odd,
-                )
-            if self.dim == 0:
-                raise SelectionInputError(f"embedding column {name!r} holds empty vectors", np.arange(len(lengths)))
-        self.chunks = [chunk for chunk in column.chunks if len(chunk)]
-        self.starts = np.cumsum([0] + [len(chunk) for chunk in self.chunks])
-        self.files = _MappedFiles()
-        self._sources: dict[int, Any] = {}
+        self.dim = 0
+        missing: list[np.ndarray] = []
+        odd: list[np.ndarray] = []
+        odd_length = 0
+        for start in range(0, len(dataset), SCAN_ROWS):
+            column = self.reader[start : start + SCAN_ROWS][name]
+            if column.null_count:
+                missing.append(start + np.flatnonzero(column.is_null().to_numpy(zero_copy_only=False)))
+            lengths = pc.list_value_length(column).to_numpy(zero_copy_only=False)
+            if start == 0 and len(lengths):
+                self.dim = 0 if np.isnan(lengths[0]) else int(lengths[0])
+            wrong = np.flatnonzero((lengths != self.dim) & ~np.isnan(lengths))
+            if len(wrong):
+                odd_length = odd_length or int(lengths[wrong[0]])
+                odd.append(start + wrong)
+        if missing:
+            rows = np.concatenate(missing)
+            raise SelectionInputError(f"embedding column {name!r} is missing (null) in {rows_text(rows)}", rows)
+        if odd:
+            rows = np.concatenate(odd)
+            raise SelectionInputError(
+                f"embedding column {name!r} holds vectors of different lengths: row 0 has {self.dim} values but "
+                f"{rows_text(rows)} {'have' if len(rows) > 1 else 'has'} {odd_length}"
+                f"{' (first shown)' if len(rows) > 1 else ''}; embed all rows with the same model",
+                rows,
+            )
+        if len(dataset) and self.dim == 0:
+            raise SelectionInputError(f"embedding column {name!r} holds empty vectors", np.arange(len(dataset)))
 
-    def _source(self, c: int) -> Any:
-        """Chunk ``c`` as an ``(n, d)`` array, or as (file descriptor, offset, dtype) of its values."""
-        source = self._sources.get(c)
-        if source is None:
-            # flatten() honours the chunk's slice offset; without nulls, to_numpy() does not copy (null values
-            # become NaN in a copy, which is not kept: the rows read from it are rejected as non-finite).
-            flat = self.chunks[c].flatten()
-            if flat.null_count == 0:
-                itemsize = flat.type.byte_width
-                address = flat.buffers()[1].address + flat.offset * itemsize
-                place = self.files.locate(address, len(flat) * itemsize)
-                if place is not None:
-                    source = (*place, np.dtype(flat.type.to_pandas_dtype()))
-            if source is None:
-                source = flat.to_numpy(zero_copy_only=False).reshape(len(self.chunks[c]), self.dim)
-            if flat.null_count == 0:
-                self._sources[c] = source
-        return source
-
-    def read(self, rows: np.ndarray, dtype: Any = np.float32) -> np.ndarray:
-        table_rows = rows if self.table_rows is None else self.table_rows[rows]
-        chunk_of = np.searchsorted(self.starts, table_rows, side="right") - 1
-        out = np.empty((len(rows), self.dim), dtype=dtype)
-        for c in np.unique(chunk_of):
-            here = np.flatnonzero(chunk_of == c)
-            local = table_rows[here] - self.starts[c]
-            source = self._source(int(c))
-            if isinstance(source, np.ndarray):
-                out[here] = source[local]
-                continue
-            descriptor, offset, stored = source
-            row_bytes = self.dim * stored.itemsize
-            for i, row in zip(here, local):
-                out[i] = np.frombuffer(os.pread(descriptor, row_bytes, offset + int(row) * row_bytes), dtype=stored)
-        return out
-
-    def column(self, rows: np.ndarray) -> pa.Array:
-        """The stored vectors of ``rows``, as an Arrow array of the column's own type (values unchanged)."""
-        values = self.read(rows, dtype=np.dtype(self.type.value_type.to_pandas_dtype()))
-        flat = pa.array(values.reshape(-1), type=self.type.value_type)
-        if pa.types.is_fixed_size_list(self.type):
-            return pa.FixedSizeListArray.from_arrays(flat, self.dim).cast(self.type)
-        large = pa.types.is_large_list(self.type)
-        offsets = pa.array(np.arange(0, values.size + 1, max(self.dim, 1), dtype=np.int64 if large else np.int32))
-        return (pa.LargeListArray if large else pa.ListArray).from_arrays(offsets, flat).cast(self.type)
+    def read(self, rows: np.ndarray) -> np.ndarray:
+        """The vectors of ``rows`` (dataset row indices, any order) as a float32 ``(len(rows), d)`` array; a
+        null value inside a vector becomes NaN."""
+        if len(rows) == 0:
+            return np.empty((0, self.dim), dtype=np.float32)
+        column = self.reader[np.asarray(rows, dtype=np.int64)][self.name].combine_chunks()
+        # flatten() honours the array's offset; without nulls, to_numpy() does not copy.
+        values = column.flatten().to_numpy(zero_copy_only=False)
+        return np.asarray(values, dtype=np.float32).reshape(len(rows), self.dim)
 
     def close(self) -> None:
-        self.files.close()
+        """Nothing to release (kept so that ``contextlib.closing`` reads the same)."""
 
 
-def _unit_block_marked(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def unit_block_marked(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The unit vectors of a block, and which rows have a NaN or infinite value or are zero vectors. A bad
     row's vector is set to zeros, so that it cannot change what is decided for the rows before it."""
     finite = np.isfinite(vectors).all(axis=1)
@@ -339,21 +291,21 @@ def _unit_block_marked(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.
     return unit, ~finite, zero
 
 
-def _unit_block(vectors: np.ndarray, rows: np.ndarray, name: str) -> np.ndarray:
+def unit_block(vectors: np.ndarray, rows: np.ndarray, name: str) -> np.ndarray:
     """The unit vectors of ``rows``; a zero or non-finite vector among them is an error naming its rows."""
-    unit, nonfinite, zero = _unit_block_marked(vectors)
-    _refuse_bad_vectors(rows, nonfinite, zero, name)
+    unit, nonfinite, zero = unit_block_marked(vectors)
+    refuse_bad_vectors(rows, nonfinite, zero, name)
     return unit
 
 
-def _refuse_bad_vectors(rows: np.ndarray, nonfinite: np.ndarray, zero: np.ndarray, name: str) -> None:
+def refuse_bad_vectors(rows: np.ndarray, nonfinite: np.ndarray, zero: np.ndarray, name: str) -> None:
     if nonfinite.any():
         bad = rows[nonfinite]
-        raise SelectionInputError(f"embedding column {name!r} has NaN or infinite values in {_rows_text(bad)}", bad)
+        raise SelectionInputError(f"embedding column {name!r} has NaN or infinite values in {rows_text(bad)}", bad)
     if zero.any():
         bad = rows[zero]
         raise SelectionInputError(
-            f"embedding column {name!r} has a zero vector in {_rows_text(bad)}; a zero vector has no direction to "
+            f"embedding column {name!r} has a zero vector in {rows_text(bad)}; a zero vector has no direction to "
             "compare",
             bad,
         )
@@ -371,7 +323,7 @@ def check_threshold(threshold: Any, name: str = "threshold") -> None:
         raise ConfigError(f"{name} is a cosine similarity, a number in [-1, 1] (e.g. 0.9), got {threshold!r}")
 
 
-def _check_arguments(budget: Any, threshold: Any, block_size: Any) -> None:
+def check_arguments(budget: Any, threshold: Any, block_size: Any) -> None:
     if isinstance(budget, bool) or not isinstance(budget, (int, np.integer)) or budget < 1:
         raise ConfigError(f"budget must be a whole number of rows, at least 1, got {budget!r}")
     check_threshold(threshold)
@@ -463,6 +415,7 @@ def select_indices(
     block_size: int = DEFAULT_BLOCK_SIZE,
     device: str | torch.device | None = None,
     progress: bool = True,
+    unscored: str = "raise",
 ) -> SelectionResult:
     """The rows that the Repr Filter selects from ``dataset``, in selection order (SPEC section 7).
 
@@ -478,9 +431,12 @@ def select_indices(
             not depend on it).
         device: where the products run; default a GPU when there is one, else the CPU.
         progress: show a progress bar over the selected rows.
+        unscored: a row without a score (missing or NaN, as scoring with ``on_error="nan"`` leaves an
+            unreadable row) is an error (``"raise"``, the default), or is left out and counted in
+            ``left_out`` (``"leave_out"``, what ``deita-hf select`` does).
 
     Raises:
-        SelectionInputError: a NaN or missing score, or a missing vector, anywhere in the pool; a zero or
+        SelectionInputError: a NaN or missing score (unless left out), or a missing vector, anywhere in the pool; a zero or
             non-finite vector in a row that the sequential loop examines (the rows in score order up to the one
             that fills the budget; rows after it are not judged, whatever ``block_size``); vectors of different
             lengths. The message names the rows.
@@ -494,16 +450,14 @@ def select_indices(
     >>> result.indices, result.examined, result.rejected
     ([1, 2], 3, 1)
     """
-    _check_dataset(dataset)
-    _check_arguments(budget, threshold, block_size)
+    check_dataset(dataset)
+    check_arguments(budget, threshold, block_size)
     threshold = float(threshold)
     budget = int(budget)
-    table_rows = _table_rows(dataset)
-    scores = _scores(dataset, score_column, table_rows)
-    reader = _EmbeddingReader(dataset, embedding_column, table_rows)
-    n = len(scores)
-    # Descending by score, ties in row order: a stable sort of the negated scores.
-    order = np.argsort(-scores, kind="stable")
+    scores = read_scores(dataset, score_column, unscored)
+    reader = VectorReader(dataset, embedding_column)
+    order = score_order(scores)
+    n = len(order)
     capacity = min(budget, n)
     device = resolve_device(device)
     dim = max(reader.dim, 1)
@@ -524,14 +478,14 @@ def select_indices(
     similarities: list[float] = []
     examined = 0
     bar = tqdm(total=capacity, desc="selecting", unit="row", disable=not progress)
-    with _exact_float32_matmul(), closing(reader):
+    with exact_float32_matmul(), closing(reader):
         while len(indices) < capacity and examined < n:
             k = len(indices)
             # Size the block to what is likely still needed, judged from the acceptance rate so far.
             rate = k / examined if examined else 1.0
             size = min(block_size, math.ceil((capacity - k) / max(rate, 1e-3) * 1.1) + 16, n - examined)
             rows = order[examined : examined + size]
-            unit, nonfinite, zero = _unit_block_marked(reader.read(rows))
+            unit, nonfinite, zero = unit_block_marked(reader.read(rows))
             selected[k : k + size] = torch.from_numpy(unit).to(device)
             # Against the selected rows, then against the block itself. A product whose width is a
             # multiple of 16 runs up to 1.4x faster on a CPU; the extra columns are ignored.
@@ -548,7 +502,7 @@ def select_indices(
             else:
                 seen = size
             # A bad vector is an error where the sequential loop reaches its row, whatever the block size.
-            _refuse_bad_vectors(rows[:seen], nonfinite[:seen], zero[:seen], embedding_column)
+            refuse_bad_vectors(rows[:seen], nonfinite[:seen], zero[:seen], embedding_column)
             examined += seen
             if len(kept) == 0:
                 continue
@@ -564,7 +518,11 @@ def select_indices(
     if len(indices) < budget:
         logger.info("the pool ran out: selected %d of a budget of %d from %d rows", len(indices), budget, n)
     return SelectionResult(
-        indices=indices, similarities=similarities, examined=examined, rejected=examined - len(indices)
+        indices=indices,
+        similarities=similarities,
+        examined=examined,
+        rejected=examined - len(indices),
+        left_out=len(scores) - n,
     )
 
 
@@ -581,6 +539,7 @@ def deita_select(
     progress: bool = True,
     strategy: str = "deita",
     seed: int = 42,
+    unscored: str = "raise",
 ) -> Any:
     """The rows of the pool that the Repr Filter selects, as a ``datasets.Dataset`` in selection order.
 
@@ -599,7 +558,7 @@ def deita_select(
     >>> list(deita_select(pool, budget=2, progress=False)["id"])
     ['b', 'c']
     """
-    _check_dataset(dataset)
+    check_dataset(dataset)
     if similarity_column is not None and similarity_column in dataset.column_names:
         raise ConfigError(
             f"the pool already has a column {similarity_column!r}; remove it (dataset.remove_columns) or pass "
@@ -618,55 +577,22 @@ def deita_select(
         block_size=block_size,
         device=device,
         progress=progress,
+        unscored=unscored,
     )
-    settings = (budget, threshold, score_column, embedding_column)
-    if strategy != "deita":
-        settings += (strategy, seed)
-    if embedding_column not in dataset.column_names:  # a baseline that reads no vectors
-        from datasets import Value
-
-        selected = dataset.select(result.indices)
-        if similarity_column is None:
-            return selected
-        return selected.add_column(similarity_column, result.similarities, feature=Value("float64"))
-    return _rows_in_order(dataset, result, embedding_column, similarity_column, settings)
+    return selection_dataset(dataset, result.indices, result.similarities, similarity_column)
 
 
-def _rows_in_order(
-    dataset: Any, result: SelectionResult, embedding_column: str, similarity_column: str | None, settings: tuple
+def selection_dataset(
+    dataset: Any, indices: Sequence[int], similarities: Sequence[float], similarity_column: str | None
 ) -> Any:
-    """The selected rows as a new in-memory dataset, plus the similarity column.
-
-    The rows are gathered from the Arrow table directly (a copy of the selected rows only), several times
-    faster than ``dataset.select(...).add_column(...)``, which rewrites them through ``map``.
+    """The rows ``indices`` of ``dataset``, in that order, as a new in-memory dataset: every column and
+    feature unchanged, plus ``similarity_column`` (float64; ``None`` for none). The one output of
+    :func:`deita_select` and of ``deita-hf select``; its fingerprint follows the pool's and the rows, as a
+    ``datasets`` transform's does.
     """
-    from datasets import Dataset, Value
-    from datasets.fingerprint import Hasher
-    from datasets.table import InMemoryTable
+    from datasets import Value
 
-    rows = np.asarray(result.indices, dtype=np.int64)
-    table_rows = _table_rows(dataset)
-    source = dataset.data.table
-    # The other columns through datasets' gather (views of the rows, then one copy); the vectors, the bulk
-    # of a row, read row by row from the file (see _MappedFiles).
-    others = [name for name in source.column_names if name != embedding_column]
-    with closing(_EmbeddingReader(dataset, embedding_column, table_rows)) as reader:
-        vectors = reader.column(rows)
-    field = source.schema.field(embedding_column)
-    if not others:
-        table = pa.Table.from_arrays([vectors], schema=pa.schema([field]))
-    else:
-        if len(rows):
-            table = InMemoryTable(source.select(others)).fast_gather(rows if table_rows is None else table_rows[rows])
-            table = table.combine_chunks()
-        else:
-            table = source.select(others).slice(0, 0)
-        table = table.add_column(source.column_names.index(embedding_column), field, vectors)
-    info = dataset.info.copy()
-    info.features = dataset.features.copy()
-    if similarity_column is not None:
-        table = table.append_column(similarity_column, pa.array(result.similarities, type=pa.float64()))
-        info.features[similarity_column] = Value("float64")
-    # Deterministic, like the fingerprint of a datasets transform: the pool's, the call's settings.
-    fingerprint = Hasher.hash((dataset._fingerprint, "deita_select", similarity_column, settings))
-    return Dataset(InMemoryTable(table), info=info, split=dataset.split, fingerprint=fingerprint)
+    selected = dataset.select(indices).flatten_indices(keep_in_memory=True)
+    if similarity_column is None:
+        return selected
+    return selected.add_column(similarity_column, [float(s) for s in similarities], feature=Value("float64"))

@@ -39,15 +39,16 @@ from .selection import (
     DEFAULT_BLOCK_SIZE,
     SelectionInputError,
     SelectionResult,
-    _check_arguments,
-    _check_dataset,
-    _EmbeddingReader,
-    _exact_float32_matmul,
-    _rows_text,
-    _scores,
-    _table_rows,
-    _unit_block,
+    VectorReader,
+    check_arguments,
+    check_dataset,
+    check_unscored,
+    exact_float32_matmul,
+    read_scores,
+    rows_text,
+    score_order,
     select_indices,
+    unit_block,
 )
 
 STRATEGIES = ("deita", "score", "complexity", "quality", "length", "random")
@@ -64,7 +65,7 @@ PAPER_ROWS = {
 }
 
 
-def _turn_sums(dataset: Any, column: str) -> np.ndarray:
+def _turn_sums(dataset: Any, column: str, scored: np.ndarray) -> np.ndarray:
     if column not in dataset.column_names:
         raise KeyError(
             f"the pool has no {column!r} column (its columns are {dataset.column_names}); score it first "
@@ -77,10 +78,10 @@ def _turn_sums(dataset: Any, column: str) -> np.ndarray:
         ],
         dtype=np.float64,
     )
-    bad = np.flatnonzero(~np.isfinite(sums))
+    bad = np.flatnonzero(~np.isfinite(sums) & scored)
     if len(bad):
         raise SelectionInputError(
-            f"column {column!r} is missing, empty or NaN in {_rows_text(bad)}; score these rows again or drop them",
+            f"column {column!r} is missing, empty or NaN in {rows_text(bad)}; score these rows again or drop them",
             bad,
         )
     return sums
@@ -101,23 +102,35 @@ def strategy_order(
     seed: int = DEFAULT_SEED,
     score_column: str = SCORE_COLUMN,
     row_format: str | None = None,
+    unscored: str = "raise",
 ) -> np.ndarray:
-    """Every row of the pool in the order in which ``strategy`` takes them (all but ``deita``)."""
+    """Every row of the pool in the order in which ``strategy`` takes them (all but ``deita``).
+
+    Rows without a ``score_column`` value (when the pool has that column) follow ``unscored``, as in
+    :func:`deita_hf.selection.select_indices`: an error, or left out of the order.
+    """
     n = len(dataset)
-    if strategy == "random":
-        return np.random.default_rng(seed).permutation(n)
-    if strategy == "score":
-        values = _scores(dataset, score_column, _table_rows(dataset))
-    elif strategy == "complexity":
-        values = _turn_sums(dataset, COMPLEXITY_COLUMN)
-    elif strategy == "quality":
-        values = _turn_sums(dataset, QUALITY_COLUMN)
-    elif strategy == "length":
-        values = instruction_lengths(dataset, row_format)
-    else:
+    if strategy not in STRATEGIES[1:]:
         raise ConfigError(f"unknown selection strategy {strategy!r}; expected one of {STRATEGIES}")
+    scored = np.ones(n, dtype=bool)
+    if score_column in dataset.column_names or strategy == "score":
+        scores = read_scores(dataset, score_column, unscored)
+        scored = ~np.isnan(scores)
+    if strategy == "random":
+        order = np.random.default_rng(seed).permutation(n)
+        return order[scored[order]]
+    if strategy == "score":
+        return score_order(scores)
+    if strategy == "complexity":
+        values = _turn_sums(dataset, COMPLEXITY_COLUMN, scored)
+    elif strategy == "quality":
+        values = _turn_sums(dataset, QUALITY_COLUMN, scored)
+    else:
+        values = instruction_lengths(dataset, row_format)
+    if not scored.all():
+        values = np.where(scored, values, np.nan)
     # Descending, ties in row order: a stable sort of the negated values.
-    return np.argsort(-values, kind="stable")
+    return score_order(values)
 
 
 def nearest_similarities(
@@ -128,13 +141,11 @@ def nearest_similarities(
     if embedding_column not in dataset.column_names or not indices:
         return [math.nan] * len(indices)
     rows = np.asarray(indices, dtype=np.int64)
-    reader = _EmbeddingReader(dataset, embedding_column, _table_rows(dataset))
-    try:
-        unit = torch.from_numpy(_unit_block(reader.read(rows), rows, embedding_column))
-    finally:
-        reader.close()
+    reader = VectorReader(dataset, embedding_column)
+    blocks = [rows[start : start + block_size] for start in range(0, len(rows), block_size)]
+    unit = torch.from_numpy(np.concatenate([unit_block(reader.read(b), b, embedding_column) for b in blocks]))
     out = np.full(len(rows), -math.inf)
-    with _exact_float32_matmul():
+    with exact_float32_matmul():
         for start in range(0, len(rows), block_size):
             stop = min(start + block_size, len(rows))
             sims = unit[start:stop] @ unit[:stop].T
@@ -158,6 +169,7 @@ def strategy_indices(
     block_size: int = DEFAULT_BLOCK_SIZE,
     device: str | torch.device | None = None,
     progress: bool = True,
+    unscored: str = "raise",
 ) -> SelectionResult:
     """The rows that ``strategy`` selects from ``dataset``, in selection order (see the module's table).
 
@@ -165,10 +177,12 @@ def strategy_indices(
     need only their own column (``deita_score``, ``complexity_scores``, ``quality_scores``, the conversation
     for ``length``, nothing for ``random``); their ``similarities`` are each row's highest similarity to the
     rows before it when the pool has an embedding column, else NaN, and ``examined`` is the budget (nothing
-    is rejected).
+    is rejected). ``unscored`` is the one rule for rows without a ``score_column`` value, for every strategy:
+    an error naming them (``"raise"``), or left out and counted in ``left_out`` (``"leave_out"``).
     """
-    _check_dataset(dataset)
-    _check_arguments(budget, threshold, block_size)
+    check_dataset(dataset)
+    check_arguments(budget, threshold, block_size)
+    check_unscored(unscored)
     if strategy == "deita":
         return select_indices(
             dataset,
@@ -179,8 +193,17 @@ def strategy_indices(
             block_size=block_size,
             device=device,
             progress=progress,
+            unscored=unscored,
         )
-    order = strategy_order(dataset, strategy, seed=seed, score_column=score_column, row_format=row_format)
+    order = strategy_order(
+        dataset, strategy, seed=seed, score_column=score_column, row_format=row_format, unscored=unscored
+    )
     indices = [int(i) for i in order[:budget]]
     similarities = nearest_similarities(dataset, indices, embedding_column)
-    return SelectionResult(indices=indices, similarities=similarities, examined=len(indices), rejected=0)
+    return SelectionResult(
+        indices=indices,
+        similarities=similarities,
+        examined=len(indices),
+        rejected=0,
+        left_out=len(dataset) - len(order),
+    )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections import Counter
 
 import numpy as np
@@ -166,16 +167,23 @@ def test_a_memory_mapped_dataset_on_disk_with_many_chunks_gives_the_same_selecti
     np.testing.assert_array_equal(np.array(from_disk["embedding"]), np.array(from_memory["embedding"]))
 
 
-def test_vectors_of_a_memory_mapped_pool_are_read_from_its_file_row_by_row(tmp_path):
-    from deita_hf.selection import _EmbeddingReader
+def test_vectors_are_read_by_dataset_row_in_any_order_from_a_pool_on_disk_and_from_a_view(tmp_path):
+    from deita_hf.selection import VectorReader
 
     scores, vectors = clustered(18, 1000, 8, 50, 0.3)
-    pool(scores, vectors).save_to_disk(tmp_path / "pool")
-    reader = _EmbeddingReader(load_from_disk(tmp_path / "pool"), "embedding", None)
+    pool(scores, vectors).save_to_disk(tmp_path / "pool", max_shard_size="20KB")
+    on_disk = load_from_disk(tmp_path / "pool")
     rows = np.array([999, 3, 500, 3])
+    allocated = pa.total_allocated_bytes()
+    reader = VectorReader(on_disk, "embedding")  # checks every row's length from the mapped file
+    assert pa.total_allocated_bytes() - allocated < 1000  # nothing of the pool kept in memory
+    assert reader.read(rows).dtype == np.float32
     np.testing.assert_array_equal(reader.read(rows), vectors[rows])
-    assert all(isinstance(source, tuple) for source in reader._sources.values())  # (file, offset, dtype)
-    reader.close()
+    view = on_disk.shuffle(seed=3).select(range(100))
+    view_rows = np.array([99, 0, 42])
+    expected = np.array(view.with_format("numpy")["embedding"])[view_rows]
+    np.testing.assert_array_equal(VectorReader(view, "embedding").read(view_rows), expected)
+    assert VectorReader(view, "embedding").read(np.array([], dtype=np.int64)).shape == (0, 8)
 
 
 def test_fixed_size_float64_and_integer_vectors_are_read_as_float32():
@@ -393,3 +401,63 @@ def test_a_bad_vector_is_an_error_exactly_where_the_loop_reaches_its_row(block_s
         select_indices(
             pool([8.0, 7.0, 6.0, 5.0, 4.0, 3.0, 2.0, 1.0], vectors), 8, block_size=block_size, progress=False
         )
+
+
+# -- one rule for rows without a score; I/O through the public datasets API -----------------------------------
+@pytest.mark.parametrize("block_size", [1, 7, 512])
+def test_rows_without_a_score_are_left_out_and_counted_when_asked(block_size):
+    scores, vectors = clustered(20, 300, 8, 40, 0.3)
+    unscored = [3, 17, 150, 299]
+    with_gaps = [None if i == 17 else (math.nan if i in unscored else s) for i, s in enumerate(scores)]
+    ds = pool(with_gaps, vectors, row=list(range(300)))
+    kept = [i for i in range(300) if i not in unscored]
+    expected = select_indices(ds.select(kept), 60, block_size=block_size, progress=False)
+    result = select_indices(ds, 60, block_size=block_size, progress=False, unscored="leave_out")
+    assert result.indices == [kept[i] for i in expected.indices]
+    assert (result.examined, result.rejected, result.left_out) == (expected.examined, expected.rejected, 4)
+    subset = deita_select(ds, 60, block_size=block_size, progress=False, unscored="leave_out")
+    assert list(subset["row"]) == result.indices
+    with pytest.raises(SelectionInputError, match=r"'deita_score' is missing \(null\) in row 17$"):
+        deita_select(ds, 60, progress=False)
+    with pytest.raises(ValueError, match=r"unscored must be one of \('raise', 'leave_out'\), got 'skip'"):
+        deita_select(ds, 60, progress=False, unscored="skip")
+
+
+def test_an_infinite_score_is_a_score_first_or_last():
+    ds = pool([1.0, math.inf, 2.0, -math.inf], np.eye(4))
+    for unscored in ("raise", "leave_out"):
+        result = select_indices(ds, 4, progress=False, unscored=unscored)
+        assert (result.indices, result.left_out) == ([1, 2, 0, 3], 0)
+
+
+def test_the_output_is_select_then_flatten_then_the_similarity_column(tmp_path):
+    scores, vectors = clustered(21, 500, 8, 50, 0.3)
+    pool(scores, vectors, id=[f"r{i}" for i in range(500)]).save_to_disk(tmp_path / "pool", max_shard_size="20KB")
+    on_disk = load_from_disk(tmp_path / "pool")
+    result = select_indices(on_disk, 50, progress=False)
+    subset = deita_select(on_disk, 50, progress=False)
+    expected = on_disk.select(result.indices)
+    assert subset.remove_columns("nearest_selected_similarity").to_dict() == expected.to_dict()
+    np.testing.assert_array_equal(subset["nearest_selected_similarity"], result.similarities)  # NaN first
+    assert subset.features == Features({**on_disk.features, "nearest_selected_similarity": Value("float64")})
+    assert subset.cache_files == []  # in memory: nothing written next to the pool
+
+
+def test_the_selection_reads_the_pool_through_the_public_datasets_api_only():
+    from pathlib import Path
+
+    import deita_hf
+
+    internals = [
+        r"\._indices\b",
+        r"'_indices'",
+        r"\.data\.table\b",
+        r"fast_gather",
+        r"\._fingerprint",
+        r"/proc/self",
+        r"pread",
+    ]
+    for name in ("selection.py", "strategies.py"):
+        source = (Path(deita_hf.__file__).parent / name).read_text()
+        for internal in [*internals, r"(?<![\w.])Dataset\("]:  # no hand-built Dataset(table)
+            assert not re.search(internal, source), (name, internal)

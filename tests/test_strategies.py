@@ -182,3 +182,21 @@ def test_rows_without_a_score_are_left_out_for_every_strategy(tmp_path):
     assert strategies["deita"]["rows"] == [1, 4, 2]
     assert strategies["complexity"]["rows"] == [4, 2, 1]
     assert all(3 not in subset["rows"] for subset in strategies.values())
+
+
+@pytest.mark.parametrize("strategy", ["deita", "complexity", "random"])
+def test_the_command_and_deita_select_leave_out_the_same_rows_and_build_the_same_output(tmp_path, strategy):
+    pool = small_pool().map(
+        lambda row, i: {"deita_score": math.nan if i == 3 else row["deita_score"]}, with_indices=True
+    )
+    pool.save_to_disk(str(tmp_path / "pool"))
+    out = tmp_path / "out"
+    argv = ["select", "--dataset_name", str(tmp_path / "pool"), "--output_dir", str(out), "--budget", "3"]
+    assert main([*argv, "--strategy", strategy]) == 0
+    expected = deita_select(pool, 3, strategy=strategy, progress=False, unscored="leave_out")
+    with pytest.raises(SelectionInputError, match=r"'deita_score' is NaN in row 3;"):
+        deita_select(pool, 3, strategy=strategy, progress=False)
+    selected = load_dataset(str(out / "selected"), split="train")
+    assert selected["id"] == expected["id"] and "r3" not in selected["id"]
+    np.testing.assert_array_equal(selected["nearest_selected_similarity"], expected["nearest_selected_similarity"])
+    assert json.loads((out / "summary.json").read_text())["counts"]["left_out_without_score"] == 1

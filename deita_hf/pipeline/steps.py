@@ -11,7 +11,7 @@ from ..constants import COMPLEXITY_COLUMN, EMBEDDING_COLUMN, QUALITY_COLUMN, SCO
 from ..distributed import ProcessInfo
 from ..errors import PipelineError
 from ..modeling import describe_model, resolve_commit, resolve_model
-from ..selection import SIMILARITY_COLUMN
+from ..selection import SIMILARITY_COLUMN, selection_dataset
 from .config import RunConfig
 from .shards import Step, resume_key
 
@@ -96,12 +96,12 @@ def embedding_step(config: RunConfig, info: ProcessInfo) -> Step:
 def select_pool(
     pool: Any, selection: SelectionArguments, runtime: RuntimeArguments, row_format: str | None = None
 ) -> tuple[Any, Any, dict[str, int]]:
-    """Run the selection (``selection.strategy``) on the pool's rows with a finite score.
+    """Run the selection (``selection.strategy``) on the pool's rows with a score (the others are left out).
 
     Returns the selected rows (selection order, with ``nearest_selected_similarity``), the report's per-row
     table of the pool (scores, ``selection_rank``, ``nearest_selected_similarity``) and the counts.
     """
-    from datasets import Dataset, Value
+    from datasets import Dataset
 
     from ..strategies import strategy_indices
 
@@ -113,16 +113,10 @@ def select_pool(
             raise PipelineError(
                 f"the input has no {column!r} column; make it with `{hint}` first (or use `deita-hf run`)"
             )
-    scores = pool[SCORE_COLUMN]
-    finite = [i for i, score in enumerate(scores) if score is not None and math.isfinite(score)]
-    excluded = len(scores) - len(finite)
-    if excluded:
-        logger.warning(
-            "%d row(s) without a score (unreadable, on_error='nan') are left out of the selection", excluded
-        )
-    candidates = pool if not excluded else pool.select(finite)
+    # Rows without a score (on_error='nan') are left out for every strategy and counted: the library's rule
+    # with unscored="leave_out"; the output is the one that deita_select builds.
     result = strategy_indices(
-        candidates,
+        pool,
         selection.budget,
         selection.strategy,
         threshold=selection.threshold,
@@ -131,10 +125,16 @@ def select_pool(
         embedding_column=EMBEDDING_COLUMN,
         row_format=row_format,
         device=runtime.device,
+        unscored="leave_out",
     )
-    rows = [finite[i] for i in result.indices] if excluded else list(result.indices)
+    if result.left_out:
+        logger.warning(
+            "%d row(s) without a score (unreadable, on_error='nan') are left out of the selection", result.left_out
+        )
+    rows = list(result.indices)
     similarities = [float(s) for s in result.similarities]
-    selected = pool.select(rows).add_column(SIMILARITY_COLUMN, similarities, feature=Value("float64"))
+    selected = selection_dataset(pool, rows, similarities, SIMILARITY_COLUMN)
+    scores = pool[SCORE_COLUMN]
 
     rank = [-1] * len(pool)
     nearest = [math.nan] * len(pool)
@@ -149,31 +149,31 @@ def select_pool(
         "selected": len(rows),
         "examined": int(result.examined),
         "rejected_too_similar": int(result.rejected),
-        "left_out_without_score": excluded,
+        "left_out_without_score": result.left_out,
     }
     if selection.compare:
-        counts["strategies"] = _compare_strategies(candidates, finite if excluded else None, selection, row_format)
+        counts["strategies"] = _compare_strategies(pool, selection, row_format)
     return selected, Dataset.from_dict(table), counts
 
 
 def _compare_strategies(
-    candidates: Any, rows: list[int] | None, selection: SelectionArguments, row_format: str | None
+    pool: Any, selection: SelectionArguments, row_format: str | None
 ) -> dict[str, dict[str, list[Any]]]:
-    """Every strategy's subset of the same candidates (``--compare``): pool rows and nearest-selected
-    similarities, in selection order."""
+    """Every strategy's subset of the same pool (``--compare``, rows without a score left out): pool rows and
+    nearest-selected similarities, in selection order."""
     from ..strategies import STRATEGIES, strategy_indices
 
     subsets = {}
     for strategy in STRATEGIES:
         result = strategy_indices(
-            candidates,
+            pool,
             selection.budget,
             strategy,
             threshold=selection.threshold,
             seed=selection.seed,
             row_format=row_format,
             progress=False,
+            unscored="leave_out",
         )
-        picked = [rows[i] for i in result.indices] if rows is not None else list(result.indices)
-        subsets[strategy] = {"rows": picked, "similarities": [float(s) for s in result.similarities]}
+        subsets[strategy] = {"rows": list(result.indices), "similarities": [float(s) for s in result.similarities]}
     return subsets
