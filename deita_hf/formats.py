@@ -249,6 +249,39 @@ def batch_size_of(batch: Mapping[str, Sequence[Any]]) -> int:
     return len(next(iter(batch.values()))) if batch else 0
 
 
+# The columns a conversation is read from. In a batch each holds one value per row (a string, a list of messages
+# or None), never a message: a column that holds message dicts is one row's conversation.
+_CONVERSATION_COLUMNS = ("messages", "conversations", "prompt", "response", "completion", "chosen", "rejected")
+_NOT_A_BATCH = "expected a batch of columns ({'column': [one value per row]})"
+
+
+def check_batch(batch: Mapping[str, Any]) -> None:
+    """Refuse a dict given as a batch of columns (``{"column": [one value per row]}``) that is not one.
+
+    A column that is not a list of values, or a conversation column that holds messages, is what one row holds:
+    the error says to pass ``batched=False``. Columns of different lengths are refused too.
+
+    >>> check_batch({"instruction": ["Say hi", "Add 2+2"], "output": ["Hi!", "4"]})  # two rows: no error
+    """
+    lengths = {}
+    for name, column in batch.items():
+        if isinstance(column, (str, bytes, Mapping)) or not hasattr(column, "__len__"):
+            raise ConfigError(
+                f"{_NOT_A_BATCH}, but column {name!r} holds {column!r:.60}, as one row does; "
+                "to pass one row, call with batched=False"
+            )
+        if name in _CONVERSATION_COLUMNS:
+            message = next((value for value in column if isinstance(value, Mapping)), None)
+            if message is not None:
+                raise ConfigError(
+                    f"{_NOT_A_BATCH}, but column {name!r} holds messages ({message!r:.60}), as one row does; "
+                    "to pass one row, call with batched=False"
+                )
+        lengths[name] = len(column)
+    if len(set(lengths.values())) > 1:
+        raise ConfigError(f"{_NOT_A_BATCH}, but its columns have different lengths: {lengths}")
+
+
 def iter_batch_rows(batch: Mapping[str, Sequence[Any]]) -> Iterator[dict[str, Any]]:
     """The rows of a columnar batch, one dict each."""
     columns = list(batch)
@@ -295,38 +328,6 @@ def read_rows(
             count("unreadable_rows")
             values.append(None)
     return values
-
-
-def is_batched(batch: Mapping[str, Any], format: str | None) -> bool:
-    """Whether a plain dict passed directly to a scorer or embedder (not by ``Dataset.map``, which says how
-    it calls them) is a columnar batch or one row; raises when its values cannot tell (pass ``batched=``).
-
-    >>> is_batched({"messages": [[{"role": "user", "content": "q"}]]}, None)
-    True
-    """
-    format = format or detect_format(list(batch))
-    probe = {"messages": "messages", "sharegpt": "conversations", "alpaca": "instruction", "preference": "chosen"}
-    column = probe.get(format, "prompt")
-    value = batch.get(column)
-    if format in ("messages", "sharegpt") or (format in ("prompt_response", "preference") and _holds_lists(value)):
-        # A batch holds a list of conversations; a row holds one conversation (a list of dicts).
-        if not isinstance(value, (list, tuple)):
-            return False
-        first = value[0] if value else None
-        if isinstance(first, (list, tuple)):
-            return True
-        if isinstance(first, Mapping):
-            return False
-    else:  # a row's text is a string, a batch's a list
-        return isinstance(value, (list, tuple))
-    raise ValueError(
-        f"cannot tell whether {column!r}={value!r:.80} is a batch or one row: pass batched=True or batched=False"
-    )
-
-
-def _holds_lists(value: Any) -> bool:
-    """Whether a prompt/completion/chosen value is conversational: a list of messages, or a batch of such lists."""
-    return isinstance(value, (list, tuple)) and len(value) > 0 and isinstance(value[0], (list, tuple, Mapping))
 
 
 def to_messages_column(row_data: Mapping[str, Any], format: str | None = None) -> dict[str, list[Message]]:

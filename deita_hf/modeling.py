@@ -20,7 +20,7 @@ import re
 import shutil
 import sys
 import tempfile
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,6 +29,7 @@ import torch
 
 from .constants import OFFLINE_MINILM, TINY_RANDOM
 from .errors import ConfigError, DeitaError, PipelineError
+from .formats import check_batch
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -490,9 +491,30 @@ def _map_flags(function: Any) -> tuple[bool, bool, bool] | None:
 
 class MapFunction:
     """Base of the ``Dataset.map`` functions (the scorers, the embedder): ``__call__`` reads how it was called
-    (:func:`read_map_call`) and hands the batch, or the row, to :meth:`apply`."""
+    (:func:`read_map_call`) and hands the batch, or the row, to :meth:`apply`.
 
-    # The row format (``None``: detected from the columns).
+    How a call is read; nothing is guessed from the values:
+
+    - Run by ``Dataset.map`` or ``IterableDataset.map``: ``batched``, ``with_indices`` and ``with_rank`` are
+      those of that map call, and the extra positional arguments are read in map's order (indices, then rank).
+    - Called directly: ``batched=`` if passed by keyword, else the attribute :attr:`batched` (``True``: the
+      first argument is a batch of columns, ``{"column": [one value per row]}``; a subclass or an instance may
+      set it to ``False`` to take one row). Extra positional arguments are read in map's order (indices, then
+      rank), or ``indices=`` and ``rank=`` are passed by keyword. A dict that is not a batch of columns where
+      one is expected (a row, say) is refused with an error that says to pass ``batched=False``.
+
+    >>> class Length(MapFunction):
+    ...     def apply(self, batch, call):
+    ...         return {"length": [len(t) for t in batch["text"]] if call.batched else len(batch["text"])}
+    >>> Length()({"text": ["ab", "c"]})
+    {'length': [2, 1]}
+    >>> Length()({"text": "ab"}, batched=False)
+    {'length': 2}
+    """
+
+    #: How a direct call without ``batched=`` reads its first argument: a batch of columns (the documented usage).
+    batched: bool = True
+    #: The row format (``None``: detected from the columns).
     format: str | None = None
 
     def __call__(
@@ -503,11 +525,8 @@ class MapFunction:
         indices: list[int] | int | None = None,
         rank: int | None = None,
     ) -> dict[str, Any]:
-        """The new columns of a batch or of one row; see :func:`read_map_call` for how a call is read."""
-        from .formats import is_batched
-
-        call = read_map_call(self, batch, map_args, batched, indices, rank, lambda: is_batched(batch, self.format))
-        return self.apply(batch, call)
+        """The new columns of a batch or of one row; see the class docstring for how a call is read."""
+        return self.apply(batch, read_map_call(self, batch, map_args, batched, indices, rank))
 
     def apply(self, batch: Mapping[str, Any], call: MapCall) -> dict[str, Any]:
         """The new columns of ``batch`` (columns, or one row when ``call.batched`` is false)."""
@@ -515,23 +534,16 @@ class MapFunction:
 
 
 def read_map_call(
-    function: Any,
+    function: MapFunction,
     batch: Mapping[str, Any],
     map_args: tuple[Any, ...],
     batched: bool | None,
     indices: list[int] | int | None,
     rank: int | None,
-    looks_batched: Callable[[], bool],
 ) -> MapCall:
-    """How ``function`` (a scorer or embedder) was called, from the ``Dataset.map`` call that runs it, never
-    from the values.
-
-    - Called by ``Dataset.map`` / ``IterableDataset.map``: ``batched``, ``with_indices`` and ``with_rank`` are
-      those of the map call, and the extra positional arguments are read in map's order (indices, rank).
-    - Called directly: ``batched``, ``indices`` and ``rank`` may be passed by keyword; extra positional
-      arguments are read as map passes them (indices, then rank). Without ``batched=``, ``looks_batched``
-      decides (a batch holds one list of values per column), and refuses when the values cannot tell.
-    """
+    """How ``function`` was called: from the ``Dataset.map`` call that runs it, or for a direct call from its
+    arguments and the convention ``function.batched`` declares (see :class:`MapFunction`), never from the
+    values."""
     flags = _map_flags(function)
     if flags is not None:
         map_batched, with_indices, with_rank = flags
@@ -547,7 +559,9 @@ def read_map_call(
     if len(map_args) == 2:
         rank = map_args[1]
     if batched is None:
-        batched = looks_batched()
+        batched = function.batched
+    if batched:
+        check_batch(batch)
     if indices is not None and batched != isinstance(indices, (list, tuple, range)):
         raise TypeError(
             f"indices must be {'a list of ints for a batch' if batched else 'an int for one row'}, got {indices!r}"

@@ -12,6 +12,7 @@ from datasets.fingerprint import Hasher
 
 from deita_hf.constants import VICUNA_SYSTEM
 from deita_hf.embedding import Embedder, sentence_text, vicuna_text
+from deita_hf.errors import ConfigError
 from deita_hf.formats import RowError
 
 CONVERSATION = [
@@ -161,6 +162,19 @@ def test_sharegpt_and_alpaca_rows_render_the_same_vicuna_text(tiny_llama, byte_t
     sharegpt = embedder({"conversations": [[{"from": "human", "value": "q"}, {"from": "gpt", "value": "a"}]]})
     alpaca = embedder({"instruction": ["q"], "input": [""], "output": ["a"]})
     np.testing.assert_array_equal(sharegpt["embedding"][0], alpaca["embedding"][0])
+
+
+def test_a_row_passed_directly_is_refused_unless_batched_is_false(tiny_llama, byte_tokenizer):
+    embedder = Embedder(tiny_llama, byte_tokenizer, progress=False)
+    row = {"instruction": "q", "input": "", "output": "a"}
+    with pytest.raises(ConfigError) as error:
+        embedder(row)
+    assert str(error.value) == (
+        "expected a batch of columns ({'column': [one value per row]}), but column 'instruction' holds 'q', "
+        "as one row does; to pass one row, call with batched=False"
+    )
+    alone = embedder(row, batched=False)["embedding"]
+    np.testing.assert_array_equal(alone, embedder({key: [value] for key, value in row.items()})["embedding"][0])
 
 
 def test_unreadable_row_raises_an_error_naming_the_row(tiny_llama, byte_tokenizer):

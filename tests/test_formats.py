@@ -2,7 +2,8 @@
 
 import pytest
 
-from deita_hf.formats import RowError, detect_format, is_batched, pair_turns, row_messages, row_turns
+from deita_hf.errors import ConfigError
+from deita_hf.formats import RowError, check_batch, detect_format, pair_turns, row_messages, row_turns
 
 MESSAGES_ROW = {
     "messages": [
@@ -117,11 +118,41 @@ def test_unknown_explicit_format_is_refused():
         row_turns(MESSAGES_ROW, format="chatml")
 
 
-def test_batched_and_single_rows_are_told_apart():
-    assert not is_batched(MESSAGES_ROW, None)
-    assert is_batched({"messages": [MESSAGES_ROW["messages"]]}, None)
-    assert not is_batched(ALPACA_ROW, None)
-    assert is_batched({"instruction": ["q"], "output": ["a"]}, None)
+NOT_A_BATCH = "expected a batch of columns ({'column': [one value per row]}), but "
+
+
+@pytest.mark.parametrize(
+    "batch",
+    [
+        {"messages": [MESSAGES_ROW["messages"]]},
+        {"messages": [None, MESSAGES_ROW["messages"]]},
+        {"messages": []},
+        {"instruction": ["q", "r"], "output": ["a", "b"], "meta": [{"source": "x"}, {"source": "y"}]},
+    ],
+)
+def test_a_batch_of_columns_is_accepted(batch):
+    assert check_batch(batch) is None
+
+
+@pytest.mark.parametrize(
+    "row, problem",
+    [
+        (MESSAGES_ROW, "column 'messages' holds messages ({'role': 'user', 'content': 'What is 2+2?'})"),
+        (SHAREGPT_ROW, "column 'conversations' holds messages ({'from': 'human', 'value': 'What is 2+2?'})"),
+        (ALPACA_ROW, "column 'instruction' holds 'What is 2+2?'"),
+        ({"instruction": ["q"], "input": None, "output": ["a"]}, "column 'input' holds None"),
+    ],
+)
+def test_a_row_given_as_a_batch_is_refused_saying_to_pass_batched_false(row, problem):
+    with pytest.raises(ConfigError) as error:
+        check_batch(row)
+    assert str(error.value) == f"{NOT_A_BATCH}{problem}, as one row does; to pass one row, call with batched=False"
+
+
+def test_a_batch_with_columns_of_different_lengths_is_refused():
+    with pytest.raises(ConfigError) as error:
+        check_batch({"instruction": ["q", "r"], "output": ["a"]})
+    assert str(error.value) == f"{NOT_A_BATCH}its columns have different lengths: {{'instruction': 2, 'output': 1}}"
 
 
 # -- TRL's conversational formats --------------------------------------------------------------------------------
@@ -182,11 +213,13 @@ def test_a_part_that_is_not_text_is_an_error_naming_the_row_and_the_part():
         row_turns(row, row=4)
 
 
-def test_conversational_batches_and_rows_are_told_apart():
-    assert not is_batched(TRL_PROMPT_COMPLETION_ROW, None)
-    assert is_batched({key: [value] for key, value in TRL_PROMPT_COMPLETION_ROW.items()}, None)
-    assert not is_batched({"prompt": "q", "chosen": "a", "rejected": "b"}, None)
-    assert is_batched({"prompt": ["q"], "chosen": ["a"], "rejected": ["b"]}, None)
+def test_conversational_rows_given_as_a_batch_are_refused_and_their_batches_accepted():
+    check_batch({key: [value] for key, value in TRL_PROMPT_COMPLETION_ROW.items()})
+    check_batch({"prompt": ["q"], "chosen": ["a"], "rejected": ["b"]})
+    with pytest.raises(ConfigError, match=r"but column 'prompt' holds messages \({'role': 'system', 'content'"):
+        check_batch(TRL_PROMPT_COMPLETION_ROW)
+    with pytest.raises(ConfigError, match="but column 'prompt' holds 'q', as one row does"):
+        check_batch({"prompt": "q", "chosen": "a", "rejected": "b"})
 
 
 def test_a_lone_surrogate_is_an_error_naming_the_row_and_the_character():

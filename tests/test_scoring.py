@@ -11,6 +11,7 @@ from datasets.fingerprint import Hasher
 
 from deita_hf import ComplexityScorer, DeitaScorer, QualityScorer, deita_score
 from deita_hf.constants import COMPLEXITY_PROMPT, QUALITY_PROMPT, SCORER_CONTEXT_LENGTH
+from deita_hf.errors import ConfigError
 from deita_hf.formats import RowError
 from deita_hf.scoring import digit_token_ids, expected_score
 from deita_hf.testing import reference_score, save_tiny_scorer
@@ -131,7 +132,9 @@ def test_batched_scores_equal_one_prompt_at_a_time(scorer_class, reuse_prefix, t
     single = make(scorer_class, tiny_llama, byte_tokenizer, batch_size=1, reuse_prefix=False)
     column = scorer_class.column
     together = batched(ALPACA_BATCH)[column]
-    one_by_one = [single({"instruction": i, "output": o})[column] for i, o in zip(INSTRUCTIONS, OUTPUTS)]
+    one_by_one = [
+        single({"instruction": i, "output": o}, batched=False)[column] for i, o in zip(INSTRUCTIONS, OUTPUTS)
+    ]
     assert len(together) == len(one_by_one) == len(INSTRUCTIONS)
     for a, b in zip(together, one_by_one):
         assert abs(a[0] - b[0]) < 1e-5
@@ -165,28 +168,30 @@ def test_the_same_conversation_in_four_formats_scores_the_same(tiny_llama, byte_
         {"instruction": "Name a prime.", "input": "", "output": "7"},
         {"prompt": "Name a prime.", "response": "7"},
     ]
-    results = [scorer(row) for row in rows]
+    results = [scorer(row, batched=False) for row in rows]
     assert all(result == results[0] for result in results)
 
 
 def test_multi_turn_rows_get_one_score_per_turn_and_system_is_skipped(tiny_llama, byte_tokenizer):
     scorer = make(QualityScorer, tiny_llama, byte_tokenizer)
-    scores = scorer(TWO_TURNS)["quality_scores"]
-    first = scorer({"prompt": "What is 2+2?", "response": "4"})["quality_scores"]
-    second = scorer({"prompt": "And 3+3?", "response": "6"})["quality_scores"]
+    scores = scorer(TWO_TURNS, batched=False)["quality_scores"]
+    first = scorer({"prompt": "What is 2+2?", "response": "4"}, batched=False)["quality_scores"]
+    second = scorer({"prompt": "And 3+3?", "response": "6"}, batched=False)["quality_scores"]
     assert scores == pytest.approx(first + second, abs=1e-5)
 
 
 def test_a_leading_assistant_message_is_skipped(tiny_llama, byte_tokenizer):
     scorer = make(QualityScorer, tiny_llama, byte_tokenizer)
     messages = [{"role": "assistant", "content": "Hello!"}] + TWO_TURNS["messages"][1:3]
-    assert scorer({"messages": messages}) == scorer({"prompt": "What is 2+2?", "response": "4"})
+    assert scorer({"messages": messages}, batched=False) == scorer(
+        {"prompt": "What is 2+2?", "response": "4"}, batched=False
+    )
 
 
 def test_a_missing_answer_is_scored_as_an_empty_response(tiny_llama, byte_tokenizer):
     scorer = make(QualityScorer, tiny_llama, byte_tokenizer)
     last_unanswered = {"messages": [{"role": "user", "content": "Hi"}]}
-    assert scorer(last_unanswered) == scorer({"prompt": "Hi", "response": ""})
+    assert scorer(last_unanswered, batched=False) == scorer({"prompt": "Hi", "response": ""}, batched=False)
 
 
 def test_deita_score_of_two_turns_is_c1_q1_plus_c2_q2(tiny_llama, byte_tokenizer):
@@ -197,8 +202,8 @@ def test_deita_score_of_two_turns_is_c1_q1_plus_c2_q2(tiny_llama, byte_tokenizer
         tiny_llama, quality_model, complexity_tokenizer=byte_tokenizer, quality_tokenizer=byte_tokenizer
     )
     out = deita({"messages": [TWO_TURNS["messages"]]})
-    c = make(ComplexityScorer, tiny_llama, byte_tokenizer)(TWO_TURNS)["complexity_scores"]
-    q = make(QualityScorer, quality_model, byte_tokenizer)(TWO_TURNS)["quality_scores"]
+    c = make(ComplexityScorer, tiny_llama, byte_tokenizer)(TWO_TURNS, batched=False)["complexity_scores"]
+    q = make(QualityScorer, quality_model, byte_tokenizer)(TWO_TURNS, batched=False)["quality_scores"]
     assert out["complexity_scores"][0] == pytest.approx(c, abs=1e-6)
     assert out["quality_scores"][0] == pytest.approx(q, abs=1e-6)
     assert out["deita_score"][0] == pytest.approx(c[0] * q[0] + c[1] * q[1], abs=1e-5)
@@ -295,13 +300,14 @@ def test_a_scorer_by_path_pickles_without_weights_and_loads_lazily(tmp_path):
     before = Hasher.hash(scorer)
     payload = pickle.dumps(scorer)
     assert len(payload) < 2000  # settings only
-    scorer({"prompt": "hello", "response": "hi"})
+    scorer({"prompt": "hello", "response": "hi"}, batched=False)
     assert scorer._model is not None
     assert Hasher.hash(scorer) == before
     assert len(pickle.dumps(scorer)) == len(payload)
     clone = pickle.loads(payload)
     assert clone._model is None
-    assert clone({"prompt": "hello", "response": "hi"}) == scorer({"prompt": "hello", "response": "hi"})
+    row = {"prompt": "hello", "response": "hi"}
+    assert clone(row, batched=False) == scorer(row, batched=False)
 
 
 def test_the_fingerprint_is_stable_across_instances_and_changes_with_settings(tmp_path):
@@ -503,12 +509,40 @@ def test_iterable_dataset_map_unbatched_reads_one_row(tiny_llama, byte_tokenizer
     assert math.isfinite(scores[0]) and math.isnan(scores[1])
 
 
-def test_a_direct_call_that_cannot_tell_a_batch_from_a_row_asks_for_batched(tiny_llama, byte_tokenizer):
+def test_a_direct_call_takes_a_batch_as_declared_and_one_row_with_batched_false(tiny_llama, byte_tokenizer):
+    assert ComplexityScorer.batched is True and DeitaScorer.batched is True
     scorer = make(ComplexityScorer, tiny_llama, byte_tokenizer)
-    with pytest.raises(ValueError, match="pass batched=True or batched=False"):
-        scorer({"messages": []})
+    assert scorer({"messages": []}) == {"complexity_scores": []}  # a batch of no rows
     with pytest.raises(RowError, match="the conversation has no user turn"):
         scorer({"messages": []}, batched=False)
+
+
+def test_a_row_passed_directly_as_a_batch_is_refused_saying_to_pass_batched_false(tiny_llama, byte_tokenizer):
+    scorer = deita(tiny_llama, byte_tokenizer, on_error="nan")
+    with pytest.raises(ConfigError) as error:
+        scorer({"prompt": "What is 2+2?", "response": "4"})
+    assert str(error.value) == (
+        "expected a batch of columns ({'column': [one value per row]}), but column 'prompt' holds 'What is 2+2?', "
+        "as one row does; to pass one row, call with batched=False"
+    )
+    with pytest.raises(ConfigError) as error:
+        scorer(GOOD, 7)
+    assert str(error.value) == (
+        "expected a batch of columns ({'column': [one value per row]}), but column 'messages' holds messages "
+        "({'role': 'system', 'content': 'Be brief.'}), as one row does; to pass one row, call with batched=False"
+    )
+    assert scorer.stats == {}  # refused before any row was read (on_error="nan" would have counted them)
+
+
+def test_a_direct_call_follows_the_declared_convention_unless_batched_is_passed(tiny_llama, byte_tokenizer):
+    scorer = make(QualityScorer, tiny_llama, byte_tokenizer)
+    row = {"prompt": "What is 2+2?", "response": "4"}
+    expected = scorer(row, batched=False)
+    scorer.batched = False
+    assert scorer(row) == expected
+    assert scorer({"prompt": ["What is 2+2?"], "response": ["4"]}, batched=True) == {
+        "quality_scores": [expected["quality_scores"]]
+    }
 
 
 @pytest.mark.slow
