@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import copy
+import socket
 
+import huggingface_hub
+import huggingface_hub.constants
 import pytest
 from chat_server import Canned, ChatServer
 
+from deita_hf.errors import ConfigError
 from deita_hf.scorers import generation
 from deita_hf.scorers.generation import (
     GenerationError,
@@ -61,6 +65,39 @@ def test_base_url_and_key_come_from_the_environment(monkeypatch):
 def test_a_misspelt_sampling_parameter_is_an_error():
     with pytest.raises(TypeError, match=r"unknown sampling parameter\(s\) \['temprature'\]"):
         OpenAIChat("test-model", base_url="http://127.0.0.1:9").generate([HELLO], temprature=0.0)
+
+
+def sent_headers(server):
+    """The header names of each request, lower-cased (HTTP header names are case-insensitive)."""
+    return [{name.lower(): value for name, value in headers.items()} for headers in server.headers]
+
+
+def test_no_key_sends_no_authorization_header_not_even_the_saved_hf_token(monkeypatch):
+    monkeypatch.setenv("HF_TOKEN", "hf_saved_secret")
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    assert huggingface_hub.get_token() == "hf_saved_secret"  # a client that falls back to it would send it
+    with ChatServer(echo) as server:
+        assert chat(server).generate([HELLO])[0].text == "echo: Say hello"
+    assert len(server.headers) == 1 and "authorization" not in sent_headers(server)[0]
+
+
+def test_a_key_is_sent_as_bearer_instead_of_the_saved_hf_token(monkeypatch):
+    monkeypatch.setenv("HF_TOKEN", "hf_saved_secret")
+    with ChatServer(echo) as server:
+        chat(server, api_key="sk-test").generate([HELLO])
+    assert sent_headers(server)[0]["authorization"] == "Bearer sk-test"
+
+
+def test_hub_offline_mode_does_not_block_the_endpoint(monkeypatch):
+    # HF_HUB_OFFLINE=1 is about the Hub; a local vLLM server must still answer.
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    with ChatServer(echo) as server:
+        assert chat(server).generate([HELLO])[0].text == "echo: Say hello"
+
+
+def test_a_base_url_without_scheme_is_an_error():
+    with pytest.raises(ConfigError, match=r"base_url must start with http:// or https://, got 'localhost:8000/v1'"):
+        OpenAIChat("test-model", base_url="localhost:8000/v1")
 
 
 def test_the_key_is_never_shown():
@@ -122,6 +159,30 @@ def test_server_errors_and_rate_limits_are_retried(no_sleep):
     assert reply.text == "ok"
     # The second wait honours Retry-After (2 s) over the back-off (0.5 s).
     assert no_sleep == [0.25, 2.0]
+
+
+def test_retry_after_is_capped_at_max_backoff(no_sleep):
+    def limited(messages, seen):
+        return Canned("slow down", status=429, headers={"Retry-After": "120"}) if seen == 0 else "ok"
+
+    with ChatServer(limited) as server:
+        reply = chat(server, backoff=0.25, max_backoff=5.0).generate([HELLO])[0]
+    assert reply.text == "ok" and no_sleep == [5.0]
+
+
+def test_a_refused_connection_is_retried_then_reported(no_sleep):
+    with socket.socket() as free:  # a port that nothing listens on once closed
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    backend = OpenAIChat(
+        "test-model", base_url=f"http://127.0.0.1:{port}/v1", max_retries=2, backoff=0.5, progress=False
+    )
+    reply = backend.generate([HELLO])[0]
+    assert reply.text is None
+    assert reply.error.startswith(f"http://127.0.0.1:{port}/v1/chat/completions: connection error: ")
+    assert reply.error.endswith("(gave up after 3 attempts)")
+    assert no_sleep == [0.5, 1.0]
+    assert backend.stats == {"requests": 3, "cache_hits": 0, "retries": 2, "failures": 1}
 
 
 def test_a_client_error_raises_at_once_without_the_key():

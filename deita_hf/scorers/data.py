@@ -283,6 +283,7 @@ def make_scorer_data(config: ScorerDataConfig) -> dict[str, Any]:
 def main(argv: Sequence[str] | None = None) -> None:
     """``deita-hf make-scorer-data --config recipe.yaml [--flag value ...]``."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx2").setLevel(logging.WARNING)  # not a line per request; retries and failures are ours
     (config,) = parse_recipe(
         list(sys.argv[1:] if argv is None else argv), [ScorerDataConfig], prog="deita-hf make-scorer-data"
     )

@@ -5,9 +5,9 @@ Both backends take a list of conversations (``{"role", "content"}`` messages) an
 (model, messages, sampling parameters), so that a rerun of the same work sends no request twice.
 
 - :class:`OpenAIChat` posts to ``{base_url}/chat/completions`` (OpenAI, vLLM, TGI, llama.cpp, ... ) with
-  several requests in flight, and retries timeouts, connection errors, 429 and 5xx answers with exponential
-  back-off. A request that still fails is returned as a failed :class:`Reply` (and not cached), so one bad
-  request does not stop a long run; a rerun asks again.
+  ``httpx2``, the HTTP client of ``huggingface_hub``, with several requests in flight, and retries timeouts,
+  connection errors, 429 and 5xx answers with exponential back-off. A request that still fails is returned as a
+  failed :class:`Reply` (and not cached), so one bad request does not stop a long run; a rerun asks again.
 - :class:`TransformersChat` runs a local chat model with batched ``generate``.
 
 >>> chat = OpenAIChat("gpt-4o-mini", cache_dir="outputs/generation-cache")  # doctest: +SKIP
@@ -18,21 +18,19 @@ Both backends take a list of conversations (``{"role", "content"}`` messages) an
 from __future__ import annotations
 
 import hashlib
-import http.client
 import json
 import logging
 import os
 import sqlite3
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx2
 from tqdm.auto import tqdm
 
 from ..constants import DEFAULT_OPENAI_BASE_URL, RETRY_PROMPT
@@ -189,12 +187,20 @@ class ChatGenerator:
 
 
 class OpenAIChat(ChatGenerator):
-    """Any OpenAI-compatible chat-completions endpoint, over plain HTTP (no client library needed).
+    """Any OpenAI-compatible chat-completions endpoint, through one ``httpx2.Client`` (pooled connections).
+
+    ``httpx2`` is the HTTP client that ``huggingface_hub`` is built on. Neither its ``InferenceClient`` nor its
+    ``get_session()`` / ``http_backoff`` is used: both refuse every request, to a local server too, when
+    ``HF_HUB_OFFLINE=1`` is set, and ``InferenceClient`` sends the saved Hugging Face token to any ``base_url``
+    when no key is given. The retries are this class's own loop because ``http_backoff`` waits ``Retry-After``
+    plus one second beyond ``max_backoff``, retries a fixed list of statuses, does not retry an answer that is
+    not a chat completion, and cannot count the attempts.
 
     Args:
         model: the model name that the endpoint serves (e.g. ``"gpt-4o-mini"``).
         base_url: the API root; default ``$OPENAI_BASE_URL``, else ``https://api.openai.com/v1``.
-        api_key: the key; default ``$OPENAI_API_KEY``; none is sent when neither is set (local servers).
+        api_key: the key; default ``$OPENAI_API_KEY``. When neither is set no ``Authorization`` header is sent
+            (local servers); the saved Hugging Face token is never sent.
         timeout: seconds to wait for one answer.
         max_retries: how many times a request that timed out, lost its connection or got 408, 409, 429 or
             5xx is sent again.
@@ -231,6 +237,8 @@ class OpenAIChat(ChatGenerator):
             raise ConfigError(f"max_retries must be 0 or more, got {max_retries}")
         self.model = model
         self.base_url = (base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_OPENAI_BASE_URL).rstrip("/")
+        if not self.base_url.startswith(("http://", "https://")):
+            raise ConfigError(f"base_url must start with http:// or https://, got {self.base_url!r}")
         self._api_key = api_key or os.environ.get("OPENAI_API_KEY")
         self.timeout = timeout
         self.max_retries = max_retries
@@ -238,6 +246,8 @@ class OpenAIChat(ChatGenerator):
         self.max_backoff = max_backoff
         self.concurrency = concurrency
         self.extra_body = dict(extra_body or {})
+        self._client: httpx2.Client | None = None  # made on the first request: a run from the cache needs none
+        self._client_lock = threading.Lock()
 
     @property
     def model_name(self) -> str:
@@ -278,28 +288,24 @@ class OpenAIChat(ChatGenerator):
             "max_tokens": params["max_new_tokens"],
             **params.get("extra_body", {}),
         }
-        data = json.dumps(body).encode("utf-8")
         problem = ""
         for attempt in range(self.max_retries + 1):
             self.count("requests")
             self.count("retries", attempt > 0)
             retry_after = None
             try:
-                return self._post(data)
-            except urllib.error.HTTPError as error:
-                detail = _error_detail(error)
-                if error.code not in _RETRY_STATUS and error.code < 500:
-                    raise GenerationError(_client_error_message(error.code, detail, self.url, self.model)) from None
-                problem = f"HTTP {error.code}: {detail}"
-                retry_after = _retry_after(error)
-            except TimeoutError:
+                response = self._post(body)
+                if response.is_success:
+                    return _parse_completion(response.content)
+                detail = _error_detail(response)
+                if response.status_code not in _RETRY_STATUS and response.status_code < 500:
+                    raise GenerationError(_client_error_message(response.status_code, detail, self.url, self.model))
+                problem = f"HTTP {response.status_code}: {detail}"
+                retry_after = _retry_after(response)
+            except httpx2.TimeoutException:
                 problem = f"no answer within timeout={self.timeout} s"
-            except (urllib.error.URLError, http.client.HTTPException, ConnectionError, OSError) as error:
-                reason = getattr(error, "reason", error)
-                if isinstance(reason, TimeoutError):
-                    problem = f"no answer within timeout={self.timeout} s"
-                else:
-                    problem = f"connection error: {reason}"
+            except httpx2.RequestError as error:
+                problem = f"connection error: {error}"
             except MalformedReply as error:
                 problem = str(error)
             if attempt < self.max_retries:
@@ -312,22 +318,34 @@ class OpenAIChat(ChatGenerator):
         logger.warning("%s", error)
         return Reply(None, error=error)
 
-    def _post(self, data: bytes) -> Reply:
-        headers = {"Content-Type": "application/json"}
-        if self._api_key:
-            headers["Authorization"] = f"Bearer {self._api_key}"
-        request = urllib.request.Request(self.url, data=data, headers=headers, method="POST")
-        with urllib.request.urlopen(request, timeout=self.timeout) as response:
-            raw = response.read()
-        try:
-            answer = json.loads(raw)
-            choice = answer["choices"][0]
-            text = choice["message"]["content"]
-        except (ValueError, KeyError, IndexError, TypeError):
-            raise MalformedReply(f"the endpoint did not answer with a chat completion: {raw[:200]!r}") from None
-        if not isinstance(text, str):
-            raise MalformedReply(f"the chat completion has no text content: {raw[:200]!r}")
-        return Reply(text, finish_reason=choice.get("finish_reason"))
+    def _post(self, body: dict[str, Any]) -> httpx2.Response:
+        # Only the key given or $OPENAI_API_KEY: httpx2 adds no credentials of its own (no HF token, no netrc).
+        headers = {"Authorization": f"Bearer {self._api_key}"} if self._api_key else {}
+        return self._http().post(self.url, json=body, headers=headers)
+
+    def _http(self) -> httpx2.Client:
+        """The client shared by the request threads; its pool holds ``concurrency`` connections."""
+        with self._client_lock:
+            if self._client is None:
+                self._client = httpx2.Client(
+                    timeout=self.timeout,
+                    limits=httpx2.Limits(max_connections=self.concurrency, max_keepalive_connections=self.concurrency),
+                    # A redirect keeps the POST (307, 308); httpx2 drops the Authorization header if it changes host.
+                    follow_redirects=True,
+                )
+            return self._client
+
+
+def _parse_completion(raw: bytes) -> Reply:
+    try:
+        answer = json.loads(raw)
+        choice = answer["choices"][0]
+        text = choice["message"]["content"]
+    except (ValueError, KeyError, IndexError, TypeError):
+        raise MalformedReply(f"the endpoint did not answer with a chat completion: {raw[:200]!r}") from None
+    if not isinstance(text, str):
+        raise MalformedReply(f"the chat completion has no text content: {raw[:200]!r}")
+    return Reply(text, finish_reason=choice.get("finish_reason"))
 
 
 def _sleep(seconds: float) -> None:
@@ -335,20 +353,17 @@ def _sleep(seconds: float) -> None:
     time.sleep(seconds)
 
 
-def _error_detail(error: urllib.error.HTTPError) -> str:
-    try:
-        raw = error.read().decode("utf-8", "replace")
-    except Exception:
-        return error.reason or ""
+def _error_detail(response: httpx2.Response) -> str:
+    raw = response.content.decode("utf-8", "replace")
     try:
         message = json.loads(raw).get("error", {})
         return str(message.get("message", message) if isinstance(message, dict) else message)[:300]
     except (ValueError, AttributeError):
-        return raw[:300]
+        return raw[:300] or response.reason_phrase
 
 
-def _retry_after(error: urllib.error.HTTPError) -> float | None:
-    value = error.headers.get("Retry-After") if error.headers else None
+def _retry_after(response: httpx2.Response) -> float | None:
+    value = response.headers.get("Retry-After")
     try:
         return float(value) if value is not None else None
     except ValueError:
