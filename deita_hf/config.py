@@ -30,6 +30,7 @@ from .constants import (
     ALPACA_EVAL_INSTRUCTIONS_URL,
     COMPLEXITY_SCORER_ID,
     DEFAULT_EMBEDDING_MODEL_ID,
+    DEFAULT_SEED,
     DEFAULT_THRESHOLD,
     EMBEDDING_MAX_LENGTH,
     MT_BENCH_QUESTIONS_URL,
@@ -195,7 +196,7 @@ class SelectionArguments:
         "length, random.",
         "deita",
     )
-    seed: int = option("Seed of the random strategy.", 42)
+    seed: int = option("Seed of the random strategy.", DEFAULT_SEED)
     compare: bool = option("Also run every strategy on the pool and compare their subsets in the report.", False)
 
 
@@ -314,7 +315,7 @@ class EvalArguments:
     mt_bench_max_new_tokens: int = option("Longest MT-Bench answer in tokens.", 1024)
     alpaca_eval_max_new_tokens: int = option("Longest AlpacaEval answer in tokens.", 2048)
     dtype: str | None = option("Compute dtype (default: bfloat16 on GPU, float32 on CPU).", None)
-    seed: int = option("Seed of sampled answers and of lm-eval.", 42)
+    seed: int = option("Seed of sampled answers and of lm-eval.", DEFAULT_SEED)
     judge: bool = option("Run the judges after the answers.", False)
     judge_base_url: str | None = option("OpenAI-compatible endpoint of the judges (default $OPENAI_BASE_URL).", None)
     judge_model: str = option("Judge model name at that endpoint.", "gpt-4")

@@ -62,6 +62,8 @@ SUMMARY_FILE = "summary.json"
 PROVENANCE_FILE = "deita_hf.json"
 # Repr Filter threshold on cosine similarity (reference: reject if similarity > 0.9).
 DEFAULT_THRESHOLD = 0.9
+# Seed of every random draw that a recipe or a call leaves unseeded: 42, as the reference's DPO sample (below).
+DEFAULT_SEED = 42
 
 CITATION = """@inproceedings{liu2024what,
   title={What Makes Good Data for Alignment? A Comprehensive Study of Automatic Data Selection in Instruction Tuning},

@@ -40,7 +40,7 @@ from typing import Any
 
 from .chat_template import load_chat_tokenizer
 from .config import EvalArguments, RuntimeArguments
-from .constants import PAPER_RESULTS
+from .constants import DEFAULT_SEED, PAPER_RESULTS
 from .errors import DeitaError
 
 logger = logging.getLogger(__name__)
@@ -262,7 +262,7 @@ def generate_mt_bench(
     *,
     max_new_tokens: int = 1024,
     sampling: str = "benchmark",
-    seed: int = 42,
+    seed: int = DEFAULT_SEED,
 ) -> list[dict[str, Any]]:
     """FastChat's ``model_answer`` records: every turn answered, turn k seeing the model's own answers before it."""
     import torch
@@ -301,7 +301,7 @@ def generate_alpaca_eval(
     *,
     max_new_tokens: int = 2048,
     sampling: str = "benchmark",
-    seed: int = 42,
+    seed: int = DEFAULT_SEED,
 ) -> list[dict[str, Any]]:
     """AlpacaEval's ``model_outputs.json`` records: ``instruction``, ``output``, ``generator`` (+ ``dataset``).
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from .config import DataArguments
 from .constants import (
+    DEFAULT_SEED,
     EMBEDDING_COLUMN,
     POOL_DIR,
     PROVENANCE_FILE,
@@ -397,7 +398,7 @@ def load_training_data(
     return load_input(resolve_training_data(name_or_path), config, split, revision=revision)
 
 
-def sample_indices(n: int, size: int, seed: int = 42) -> list[int]:
+def sample_indices(n: int, size: int, seed: int = DEFAULT_SEED) -> list[int]:
     """The row indices that Deita's DPO sample took (``src/deita/data/sample_ultrafeedback.py`` of the
     reference): ``random.seed(seed)`` then ``random.sample(range(n), size)``, in that order. A generator of its
     own gives the same numbers without touching the global ``random`` state.
@@ -408,7 +409,7 @@ def sample_indices(n: int, size: int, seed: int = 42) -> list[int]:
     return random.Random(seed).sample(range(n), size)
 
 
-def sample_rows(dataset, size: int | None, seed: int = 42):
+def sample_rows(dataset, size: int | None, seed: int = DEFAULT_SEED):
     """A random sample of ``size`` rows, in the order drawn (all rows, in order, when ``size`` is None): the
     rows :func:`sample_indices` names, so that the DPO recipe trains on the reference's 10K pairs of the same
     data.

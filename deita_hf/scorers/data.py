@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ..config import option, parse_recipe
-from ..constants import EVOL_ROUNDS, SUMMARY_FILE
+from ..constants import DEFAULT_SEED, EVOL_ROUNDS, SUMMARY_FILE
 from ..errors import ConfigError, DataError
 from .evol import TASKS, Evolution, Seed, check_task, evolve, seeds_from_rows
 from .generation import ChatGenerator, OpenAIChat, TransformersChat
@@ -99,7 +99,7 @@ class ScorerDataConfig:
     seed_sample_size: int | None = option("Use a random sample of this many seed rows (the paper: 2000).", None)
     scorer_data_dir: str = option("Output folder of the scorer training data.", "outputs/scorer-data")
     test_fraction: float = option("Share of seeds held out in the test split.", 0.05)
-    seed: int = option("Random seed of the sample, the operations, the shown order and the split.", 42)
+    seed: int = option("Random seed of the sample, the operations, the shown order and the split.", DEFAULT_SEED)
     rounds: int = option("Evolution rounds per seed (the paper's M).", EVOL_ROUNDS)
     generator: Literal["openai", "transformers"] = option(
         "Generating model backend: openai (any compatible endpoint) or transformers.", "openai"
@@ -173,7 +173,7 @@ def load_seeds(config: ScorerDataConfig) -> list[Seed]:
     return seeds_from_rows(rows, config.seed_format)
 
 
-def held_out_seed_ids(seeds: Sequence[Seed], fraction: float, seed: int = 42) -> set[str]:
+def held_out_seed_ids(seeds: Sequence[Seed], fraction: float, seed: int = DEFAULT_SEED) -> set[str]:
     """The seeds held out for the test split: a seeded random ``fraction`` of all seeds, chosen before any
     request, so that a failed request does not move a seed from one split to the other."""
     ids = [s.seed_id for s in seeds]

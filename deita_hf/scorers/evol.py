@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..constants import (
+    DEFAULT_SEED,
     EVOL_COMPLEXITY_OPERATIONS,
     EVOL_COMPLEXITY_PROMPT,
     EVOL_QUALITY_OPERATIONS,
@@ -97,7 +98,7 @@ def seeds_from_rows(rows: Iterable[Mapping[str, Any]], format: str | None = None
     ]
 
 
-def operation_plan(seed_id: str, task: str, rounds: int = EVOL_ROUNDS, seed: int = 42) -> list[str]:
+def operation_plan(seed_id: str, task: str, rounds: int = EVOL_ROUNDS, seed: int = DEFAULT_SEED) -> list[str]:
     """The operations of a seed's rounds: drawn at random with replacement, from ``(seed, seed_id)`` alone.
 
     >>> operation_plan("0:0", "complexity", rounds=2) == operation_plan("0:0", "complexity", rounds=2)
@@ -146,7 +147,7 @@ def evolve(
     *,
     task: str,
     rounds: int = EVOL_ROUNDS,
-    seed: int = 42,
+    seed: int = DEFAULT_SEED,
     retries: int = 2,
     **overrides: Any,
 ) -> list[Evolution]:

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..constants import (
+    DEFAULT_SEED,
     RANKING_COMPLEXITY_PROMPT,
     RANKING_LABELS,
     RANKING_QUALITY_PROMPT,
@@ -67,7 +68,7 @@ class Ranking:
         return self.problem is None
 
 
-def shown_order(seed_id: str, count: int, seed: int = 42) -> list[int]:
+def shown_order(seed_id: str, count: int, seed: int = DEFAULT_SEED) -> list[int]:
     """The order in which a seed's ``count`` variants are shown: a shuffle drawn from ``(seed, seed_id)``.
 
     >>> sorted(shown_order("7:0", 6))
@@ -123,7 +124,7 @@ def rank(
     evolutions: Sequence[Evolution],
     generator: ChatGenerator,
     *,
-    seed: int = 42,
+    seed: int = DEFAULT_SEED,
     retries: int = 2,
     **overrides: Any,
 ) -> list[Ranking]:

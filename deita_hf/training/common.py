@@ -15,7 +15,15 @@ from typing import Any
 
 import trl
 
-from ..constants import CITATION, PAPER_RESULTS, RECIPE_FILE, RELEASED_SELECTIONS, SUMMARY_FILE, card_template
+from ..constants import (
+    CITATION,
+    DEFAULT_SEED,
+    PAPER_RESULTS,
+    RECIPE_FILE,
+    RELEASED_SELECTIONS,
+    SUMMARY_FILE,
+    card_template,
+)
 from ..hub import is_hub_id
 from ..modeling import resolve_model
 from .data import INPUT_ROW_COLUMN, check_dropped_rows
@@ -62,7 +70,7 @@ class ScriptArguments(trl.ScriptArguments):
     dataset_sample_size: int | None = field(
         default=None, metadata={"help": "Train on a random sample of this many rows of the training split."}
     )
-    dataset_sample_seed: int = field(default=42, metadata={"help": "Seed of the random sample of rows."})
+    dataset_sample_seed: int = field(default=DEFAULT_SEED, metadata={"help": "Seed of the random sample of rows."})
     max_dropped_share: float = field(
         default=0.01,
         metadata={
