@@ -24,6 +24,7 @@ numbers beside the model's own when the run ``reproduces`` a released model.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -40,7 +41,7 @@ from typing import Any
 
 from .chat_template import load_chat_tokenizer
 from .config import EvalArguments, RuntimeArguments
-from .constants import DEFAULT_SEED, PAPER_RESULTS
+from .constants import DEFAULT_OPENAI_BASE_URL, DEFAULT_SEED, PAPER_RESULTS
 from .errors import DeitaError
 
 logger = logging.getLogger(__name__)
@@ -401,9 +402,14 @@ def run_leaderboard(
 
 
 # -- judging -------------------------------------------------------------------------------------------------------
+def _judge_base_url(arguments: EvalArguments) -> str:
+    """The judges' endpoint: ``judge_base_url``, else ``$OPENAI_BASE_URL``, else OpenAI's API."""
+    return arguments.judge_base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_OPENAI_BASE_URL
+
+
 def alpaca_eval_command(outputs: Path, arguments: EvalArguments) -> str:
     """The command that judges ``model_outputs.json`` with alpaca-eval's own CLI."""
-    base_url = arguments.judge_base_url or os.environ.get("OPENAI_BASE_URL") or "https://api.openai.com/v1"
+    base_url = _judge_base_url(arguments)
     parts = ["alpaca_eval", "--model_outputs", str(outputs), "--annotators_config", arguments.alpaca_eval_annotator]
     if arguments.alpaca_eval_reference:
         parts += ["--reference_outputs", arguments.alpaca_eval_reference]
@@ -412,7 +418,7 @@ def alpaca_eval_command(outputs: Path, arguments: EvalArguments) -> str:
 
 def mt_bench_commands(answers: Path, model_name: str, arguments: EvalArguments) -> str:
     """The commands that judge ``model_answer/<model>.jsonl`` with FastChat's judge (it needs openai<1)."""
-    base_url = arguments.judge_base_url or os.environ.get("OPENAI_BASE_URL") or "https://api.openai.com/v1"
+    base_url = _judge_base_url(arguments)
     return "\n".join(
         [
             "# In a separate environment: FastChat's judge needs openai<1.",
@@ -489,7 +495,7 @@ def judge_alpaca_eval(outputs: Path, reference: list[dict[str, Any]], arguments:
     folder = outputs.parent / arguments.alpaca_eval_annotator
     folder.mkdir(parents=True, exist_ok=True)
     configs = yaml.safe_load(source.read_text())
-    base_url = arguments.judge_base_url or os.environ.get("OPENAI_BASE_URL") or "https://api.openai.com/v1"
+    base_url = _judge_base_url(arguments)
     with tempfile.TemporaryDirectory() as scratch:
         client_config = Path(scratch) / "openai_client.yaml"
         client_config.write_text(yaml.safe_dump({"default": [{"base_url": base_url}]}))
@@ -549,26 +555,27 @@ def _malformed_note(count: int | None) -> str:
     return f" ({_count(count, 'malformed verdict')}, left out)" if count else ""
 
 
+def _judged_row(benchmark: str, setting: str, metric: str, result: dict[str, Any], key: str, paper: Any) -> str:
+    """The table row of a judged benchmark: the judge's number ``result[key]`` (or "not judged") with the
+    malformed verdicts left out, and the paper's number."""
+    judged = result.get(key)
+    value = _number(judged) if judged is not None else "not judged"
+    note = _malformed_note(result.get("malformed"))
+    return f"| {benchmark} | {setting} | {metric} | {value}{note} | {_number(paper)} |"
+
+
 def results_table(results: dict[str, Any]) -> str:
     """The results as a Markdown table, the paper's numbers beside them when known."""
     paper = results.get("paper") or {}
     lines = ["| benchmark | setting | metric | this model | paper |", "|---|---|---|---|---|"]
     mt_bench = results.get("mt_bench")
     if mt_bench:
-        judged = mt_bench.get("score")
-        note = _malformed_note(mt_bench.get("malformed"))
-        lines.append(
-            f"| MT-Bench | {_count(mt_bench['questions'], 'question')}, 2 turns | score (1-10) | "
-            f"{_number(judged) if judged is not None else 'not judged'}{note} | {_number(paper.get('MT-Bench'))} |"
-        )
+        setting = f"{_count(mt_bench['questions'], 'question')}, 2 turns"
+        lines.append(_judged_row("MT-Bench", setting, "score (1-10)", mt_bench, "score", paper.get("MT-Bench")))
     alpaca = results.get("alpaca_eval")
     if alpaca:
-        judged = alpaca.get("win_rate")
-        note = _malformed_note(alpaca.get("malformed"))
-        lines.append(
-            f"| AlpacaEval | {_count(alpaca['instructions'], 'instruction')} | win rate (%) | "
-            f"{_number(judged) if judged is not None else 'not judged'}{note} | {_number(paper.get('AlpacaEval'))} |"
-        )
+        setting = _count(alpaca["instructions"], "instruction")
+        lines.append(_judged_row("AlpacaEval", setting, "win rate (%)", alpaca, "win_rate", paper.get("AlpacaEval")))
     leaderboard = results.get("leaderboard")
     if leaderboard:
         for name, task in leaderboard["tasks"].items():
@@ -585,14 +592,14 @@ def eval_results(results: dict[str, Any]) -> list[Any]:
     """The results as ``huggingface_hub.EvalResult`` entries of a model card's ``model-index``."""
     from huggingface_hub import EvalResult
 
+    # Every benchmark here is a text-generation task.
+    generation_result = functools.partial(EvalResult, task_type="text-generation", task_name="Text Generation")
     entries = []
     leaderboard = results.get("leaderboard") or {}
     for name, task in leaderboard.get("tasks", {}).items():
         known = LEADERBOARD_TASKS.get(name)
         entries.append(
-            EvalResult(
-                task_type="text-generation",
-                task_name="Text Generation",
+            generation_result(
                 dataset_type=known.dataset if known else name,
                 dataset_name=f"{known.title if known else name} ({task['shots']}-Shot)",
                 dataset_config=known.config if known else None,
@@ -607,9 +614,7 @@ def eval_results(results: dict[str, Any]) -> list[Any]:
     mt_bench = results.get("mt_bench") or {}
     if mt_bench.get("score") is not None:
         entries.append(
-            EvalResult(
-                task_type="text-generation",
-                task_name="Text Generation",
+            generation_result(
                 dataset_type="lmsys/mt-bench",
                 dataset_name="MT-Bench",
                 metric_type="score",
@@ -622,9 +627,7 @@ def eval_results(results: dict[str, Any]) -> list[Any]:
     alpaca = results.get("alpaca_eval") or {}
     if alpaca.get("win_rate") is not None:
         entries.append(
-            EvalResult(
-                task_type="text-generation",
-                task_name="Text Generation",
+            generation_result(
                 dataset_type="tatsu-lab/alpaca_eval",
                 dataset_name="AlpacaEval",
                 metric_type="win_rate",

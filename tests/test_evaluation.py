@@ -295,6 +295,30 @@ def test_without_alpaca_eval_the_answers_are_left_ready_with_the_command(tiny_mo
     assert "| AlpacaEval | 3 instructions | win rate (%) | not judged | - |" in (out / "results.md").read_text()
 
 
+def test_the_judges_endpoint_is_the_option_else_openai_base_url_else_openai_s(tmp_path, monkeypatch):
+    from deita_hf.evaluation import alpaca_eval_command, mt_bench_commands
+
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    outputs, answers = tmp_path / "model_outputs.json", tmp_path / "tiny.jsonl"
+    arguments = EvalArguments(model_name_or_path="tiny", output_dir=str(tmp_path))
+    for env, option, expected in [
+        (None, None, "https://api.openai.com/v1"),
+        ("http://env:1/v1", None, "http://env:1/v1"),
+        ("http://env:1/v1", "http://option:2/v1", "http://option:2/v1"),
+    ]:
+        if env is not None:
+            monkeypatch.setenv("OPENAI_BASE_URL", env)
+        arguments = dataclasses.replace(arguments, judge_base_url=option)
+        assert alpaca_eval_command(outputs, arguments) == (
+            f"IS_ALPACA_EVAL_2=False OPENAI_API_BASE={expected} alpaca_eval --model_outputs {outputs} "
+            "--annotators_config alpaca_eval_gpt4"
+        )
+        assert (
+            f"OPENAI_API_BASE={expected} OPENAI_API_KEY=$OPENAI_API_KEY python gen_judgment.py --model-list tiny "
+            "--judge-model gpt-4\n"
+        ) in mt_bench_commands(answers, "tiny", arguments)
+
+
 def test_a_reference_without_outputs_is_refused_before_generating(tiny_model_dir, tmp_path):
     instructions = tmp_path / "instructions.json"
     instructions.write_text(json.dumps([{"instruction": "Hi"}]))
@@ -391,9 +415,9 @@ def test_eval_end_to_end_offline(tiny_model_dir, sources, tmp_path, monkeypatch)
     values = {r["dataset"]["name"]: r["metrics"][0]["value"] for r in index["results"]}
     assert values == {"tiny_qa (0-Shot)": round(task["value"] * 100, 2), "AlpacaEval": 50.0}
     card = ModelCard.load(out / "README.md")
-    assert [(r.dataset_type, r.metric_type) for r in card.data.eval_results] == [
-        ("tiny_qa", "acc"),
-        ("tatsu-lab/alpaca_eval", "win_rate"),
+    assert [(r.task_type, r.task_name, r.dataset_type, r.metric_type) for r in card.data.eval_results] == [
+        ("text-generation", "Text Generation", "tiny_qa", "acc"),
+        ("text-generation", "Text Generation", "tatsu-lab/alpaca_eval", "win_rate"),
     ]
     assert card.data.eval_results[0].dataset_args == {"num_few_shot": 0}
     assert "| AlpacaEval |" in card.text
