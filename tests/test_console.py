@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 from pathlib import Path
 
@@ -51,3 +52,17 @@ def test_verbose_shows_the_details_each_on_its_own_line_above_the_bars(pool_file
     assert len(lines) == 3  # two scorers, one embedder
     # Written with tqdm.write: after the bar is cleared (\r), the line starts with the message.
     assert all(line.split("\r")[-1].startswith("[deita-hf] loading") for line in lines), lines
+
+
+def test_a_log_line_is_written_once_however_often_the_command_runs_in_one_process(tmp_path, capsys):
+    rows = [
+        {"instruction": f"q{i}", "output": f"a{i}", "deita_score": float(i), "embedding": [1.0, i]} for i in range(3)
+    ]
+    pool = tmp_path / "pool.jsonl"
+    pool.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    line = "[deita-hf] the pool ran out before the budget was filled: 3 of 10 rows selected"
+    for run_number in range(2):
+        assert main(["select", "--dataset_name", str(pool), "--output_dir", str(tmp_path / f"out{run_number}"),
+                     "--budget", "10", "--strategy", "score"]) == 0  # fmt: skip
+        assert capsys.readouterr().err.count(line) == 1
+    assert len(logging.getLogger("deita_hf").handlers) == 1
