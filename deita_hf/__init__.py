@@ -2,6 +2,7 @@
 
 from .constants import VERSION as __version__
 from .embedding import Embedder, vicuna_text
+from .pool import ParquetPool
 from .released import (
     RELEASED,
     download_released,
@@ -11,13 +12,15 @@ from .released import (
     released,
 )
 from .scoring import ComplexityScorer, DeitaScorer, QualityScorer, deita_score
-from .selection import SelectionResult, deita_select, select_indices
+from .selection import SelectionResult, select_indices
+from .subset import deita_select
 
 __all__ = [
     "RELEASED",
     "ComplexityScorer",
     "DeitaScorer",
     "Embedder",
+    "ParquetPool",
     "QualityScorer",
     "SelectionResult",
     "deita_score",

@@ -106,6 +106,22 @@ def load_input(
     return dataset
 
 
+def load_pool(
+    dataset_name: str, dataset_config: str | None = None, dataset_split: str = "train", max_rows: int | None = None
+) -> Any:
+    """The input of a selection: a Parquet file or a Hub-layout folder of Parquet files (a ``pool/`` folder) is
+    read in place as a :class:`deita_hf.pool.ParquetPool` (no copy into the ``datasets`` cache); anything else
+    as :func:`load_input` loads it."""
+    from .pool import ParquetPool, is_parquet_pool
+
+    if is_parquet_pool(dataset_name, dataset_split):
+        pool = ParquetPool(dataset_name, dataset_split, max_rows)
+        if len(pool) == 0:
+            raise PipelineError(f"{dataset_name} has no rows")
+        return pool
+    return load_input(dataset_name, dataset_config, dataset_split, max_rows)
+
+
 def _looks_like_path(name: str) -> bool:
     return (
         name.startswith((".", "/", "~"))

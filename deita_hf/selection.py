@@ -19,14 +19,16 @@ result, however it blocks the work:
   than float64 can tell apart are decided exactly with ``math.fsum``;
 - inside the block, candidates are kept greedily in order: a candidate is rejected by an earlier
   candidate of the block only if that one was kept;
-- the embeddings are read through the public ``datasets`` API (one column, Arrow format, looked up by row),
-  one block at a time in score order, so memory is the selected set plus one block, whatever the pool's
-  size; the pool may be in memory, memory-mapped from disk, or a view (``select``, ``shuffle``...).
+- the embeddings are read through a :mod:`deita_hf.pool` reader in windows of candidates in score order
+  (at most :data:`WINDOW_BYTES`), each in one sequential sweep of the pool, so memory is the selected set
+  plus one window, whatever the pool's size. The pool may be a ``datasets.Dataset`` (in memory,
+  memory-mapped from disk, or a view: ``select``, ``shuffle``...) or Parquet files (a ``pool/`` folder),
+  read without a copy.
 
-Rows without a score follow one rule everywhere (``unscored``: an error, or left out and counted), and
-:func:`deita_select` and ``deita-hf select`` build their output with the one :func:`selection_dataset`.
-The helpers without a leading underscore in the reading section are shared with
-:mod:`deita_hf.strategies`; :mod:`deita_hf` exports only the selection functions.
+Rows without a score follow one rule everywhere (``unscored``: an error, or left out and counted). A vector
+is judged where the loop examines its row. The helpers without a leading underscore in the reading section
+are shared with :mod:`deita_hf.strategies`; :func:`deita_hf.subset.deita_select` turns a selection into a
+``datasets.Dataset``.
 
 >>> import numpy as np
 >>> from datasets import Dataset
@@ -40,10 +42,11 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 from collections.abc import Sequence
-from contextlib import closing, contextmanager
-from dataclasses import dataclass
-from typing import Any
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
@@ -54,6 +57,10 @@ from tqdm.auto import tqdm
 from .constants import DEFAULT_THRESHOLD, EMBEDDING_COLUMN, SCORE_COLUMN
 from .errors import ConfigError, DataError
 from .modeling import resolve_device
+from .pool import ParquetPool, PoolReader, open_pool
+
+if TYPE_CHECKING:
+    from datasets import Dataset
 
 logger = logging.getLogger(__name__)
 
@@ -75,6 +82,8 @@ class SelectionResult:
         examined: candidates looked at before the budget filled (or the pool ran out).
         rejected: of those, rejected as too similar to a kept row.
         left_out: rows without a score, left out (``unscored="leave_out"``; never examined).
+        rows: the selected rows' columns, in selection order, when they were read with the vectors (a pool
+            in Parquet files, whose output is built from them); else ``None``.
     """
 
     indices: list[int]
@@ -82,6 +91,7 @@ class SelectionResult:
     examined: int
     rejected: int
     left_out: int = 0
+    rows: pa.Table | None = field(default=None, repr=False, compare=False)
 
 
 class SelectionInputError(DataError):
@@ -145,21 +155,12 @@ def exact_float32_matmul():
 
 
 # -- reading the pool --------------------------------------------------------------------------------------
-# Used by deita_hf.strategies too: the pool is read only through these, and only through the public datasets
-# API (``select_columns``, ``with_format("arrow")``, row lookups, ``select``), in bounded blocks.
+# Used by deita_hf.strategies too. The pool is read only through a deita_hf.pool reader: the score column whole,
+# the vectors in windows of rows in score order, each read in one sequential sweep.
 
-# Rows per read when a whole column is scanned (the vector lengths); a block of 4,096-float vectors is 16 MB.
-SCAN_ROWS = 1024
 UNSCORED_POLICIES = ("raise", "leave_out")
-
-
-def check_dataset(dataset: Any) -> None:
-    """A ``datasets.Dataset``, or a ``TypeError`` that says what to pass."""
-    from datasets import Dataset
-
-    if not isinstance(dataset, Dataset):
-        hint = " (select a split first, e.g. dataset['train'])" if type(dataset).__name__ == "DatasetDict" else ""
-        raise TypeError(f"the pool must be a datasets.Dataset, got {type(dataset).__name__}{hint}")
+# The most memory one window of candidate vectors (float32) may take; at least one block is read at a time.
+WINDOW_BYTES = 256 * 2**20
 
 
 def rows_text(rows: Sequence[int]) -> str:
@@ -169,17 +170,14 @@ def rows_text(rows: Sequence[int]) -> str:
     return f"row{'s' if len(rows) > 1 else ''} {shown}{more}"
 
 
-def column_reader(dataset: Any, name: str, argument: str) -> tuple[Any, pa.DataType]:
-    """The dataset's column ``name`` alone, formatted as Arrow (``reader[rows]`` is a ``pyarrow.Table`` of
-    those rows, a view's own rows included), and its Arrow type."""
-    if name not in dataset.column_names:
+def require_column(reader: PoolReader, name: str, argument: str) -> pa.DataType:
+    """The Arrow type of the pool's column ``name``, or a ``KeyError`` that names the argument."""
+    if name not in reader.column_names:
         raise KeyError(
-            f"{argument}={name!r} is not a column of the pool; its columns are {dataset.column_names}. "
+            f"{argument}={name!r} is not a column of the pool; its columns are {reader.column_names}. "
             f"Add it first (deita_score / Embedder) or pass {argument}=<column name>."
         )
-    # select_columns first: a row lookup gathers every column of the dataset it is made on.
-    reader = dataset.select_columns([name]).with_format("arrow")
-    return reader, reader[0:0].schema.field(name).type
+    return reader.field_type(name)
 
 
 def check_unscored(unscored: Any) -> None:
@@ -187,14 +185,14 @@ def check_unscored(unscored: Any) -> None:
         raise ConfigError(f"unscored must be one of {UNSCORED_POLICIES}, got {unscored!r}")
 
 
-def read_scores(dataset: Any, name: str, unscored: str = "raise") -> np.ndarray:
+def read_scores(reader: PoolReader, name: str, unscored: str = "raise") -> np.ndarray:
     """The score column as float64 (read whole: 8 bytes a row). A row without a score (missing or NaN) is an
     error naming the rows, or with ``unscored="leave_out"`` NaN, for the caller to leave out."""
     check_unscored(unscored)
-    reader, kind = column_reader(dataset, name, "score_column")
+    kind = require_column(reader, name, "score_column")
     if not (pa.types.is_integer(kind) or pa.types.is_floating(kind)):
         raise TypeError(f"score column {name!r} must be numeric, got Arrow type {kind}")
-    column = reader[:][name]
+    column = reader.column(name)
     if column.null_count and unscored == "raise":
         rows = np.flatnonzero(column.is_null().to_numpy(zero_copy_only=False))
         raise SelectionInputError(f"score column {name!r} is missing (null) in {rows_text(rows)}", rows)
@@ -222,63 +220,104 @@ def score_order(scores: np.ndarray) -> np.ndarray:
     return order[: len(order) - unscored]
 
 
-class VectorReader:
-    """Rows of the embedding column, by dataset row index, as ``(rows, d)`` arrays, through the public API.
+def check_vector_type(kind: pa.DataType, name: str) -> None:
+    value_type = getattr(kind, "value_type", None)
+    if not (pa.types.is_list(kind) or pa.types.is_large_list(kind) or pa.types.is_fixed_size_list(kind)) or not (
+        pa.types.is_floating(value_type) or pa.types.is_integer(value_type)
+    ):
+        raise TypeError(f"embedding column {name!r} must hold lists of numbers, got Arrow type {kind}")
 
-    Opening it checks the whole column's lengths and missing vectors in blocks of :data:`SCAN_ROWS` rows
-    (from the list offsets: the values are not read unless the dataset is a view); :meth:`read` copies only
-    the rows asked for.
-    """
 
-    def __init__(self, dataset: Any, name: str):
-        self.reader, self.type = column_reader(dataset, name, "embedding_column")
-        value_type = getattr(self.type, "value_type", None)
-        if not (
-            pa.types.is_list(self.type) or pa.types.is_large_list(self.type) or pa.types.is_fixed_size_list(self.type)
-        ) or not (pa.types.is_floating(value_type) or pa.types.is_integer(value_type)):
-            raise TypeError(f"embedding column {name!r} must hold lists of numbers, got Arrow type {self.type}")
-        self.name = name
-        self.dim = 0
-        missing: list[np.ndarray] = []
-        odd: list[np.ndarray] = []
-        odd_length = 0
-        for start in range(0, len(dataset), SCAN_ROWS):
-            column = self.reader[start : start + SCAN_ROWS][name]
-            if column.null_count:
-                missing.append(start + np.flatnonzero(column.is_null().to_numpy(zero_copy_only=False)))
-            lengths = pc.list_value_length(column).to_numpy(zero_copy_only=False)
-            if start == 0 and len(lengths):
-                self.dim = 0 if np.isnan(lengths[0]) else int(lengths[0])
-            wrong = np.flatnonzero((lengths != self.dim) & ~np.isnan(lengths))
-            if len(wrong):
-                odd_length = odd_length or int(lengths[wrong[0]])
-                odd.append(start + wrong)
-        if missing:
-            rows = np.concatenate(missing)
-            raise SelectionInputError(f"embedding column {name!r} is missing (null) in {rows_text(rows)}", rows)
-        if odd:
-            rows = np.concatenate(odd)
+@dataclass
+class Vectors:
+    """Vectors read from the pool: ``values`` a float32 ``(rows, dim)`` array (a null value inside a vector
+    is NaN), and the rows whose vector is ``missing`` (null) or of another ``length`` than ``dim`` (their
+    values are zeros; ``length`` holds each row's length)."""
+
+    values: np.ndarray
+    missing: np.ndarray
+    length: np.ndarray
+
+    def refuse_bad_shapes(self, rows: np.ndarray, name: str, dim: int, first_row: int) -> None:
+        """An error naming ``rows`` (the pool rows of these vectors) that are missing or of another length."""
+        if self.missing.any():
+            bad = rows[self.missing]
+            raise SelectionInputError(f"embedding column {name!r} is missing (null) in {rows_text(bad)}", bad)
+        odd = self.length != dim
+        if odd.any():
+            bad = rows[odd]
+            if dim == 0:
+                raise SelectionInputError(f"embedding column {name!r} holds empty vectors in {rows_text(bad)}", bad)
             raise SelectionInputError(
-                f"embedding column {name!r} holds vectors of different lengths: row 0 has {self.dim} values but "
-                f"{rows_text(rows)} {'have' if len(rows) > 1 else 'has'} {odd_length}"
-                f"{' (first shown)' if len(rows) > 1 else ''}; embed all rows with the same model",
-                rows,
+                f"embedding column {name!r} holds vectors of different lengths: row {first_row} has {dim} values "
+                f"but {rows_text(bad)} {'have' if len(bad) > 1 else 'has'} {int(self.length[odd][0])}"
+                f"{' (first shown)' if len(bad) > 1 else ''}; embed all rows with the same model",
+                bad,
             )
-        if len(dataset) and self.dim == 0:
-            raise SelectionInputError(f"embedding column {name!r} holds empty vectors", np.arange(len(dataset)))
 
-    def read(self, rows: np.ndarray) -> np.ndarray:
-        """The vectors of ``rows`` (dataset row indices, any order) as a float32 ``(len(rows), d)`` array; a
-        null value inside a vector becomes NaN."""
-        if len(rows) == 0:
-            return np.empty((0, self.dim), dtype=np.float32)
-        column = self.reader[np.asarray(rows, dtype=np.int64)][self.name].combine_chunks()
-        # flatten() honours the array's offset; without nulls, to_numpy() does not copy.
-        values = column.flatten().to_numpy(zero_copy_only=False)
-        return np.asarray(values, dtype=np.float32).reshape(len(rows), self.dim)
 
-    def close(self) -> None:
-        """Nothing to release (kept so that ``contextlib.closing`` reads the same)."""
+def to_vectors(column: pa.Array | pa.ChunkedArray, dim: int) -> Vectors:
+    """A list column as :class:`Vectors` of length ``dim``."""
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    n = len(column)
+    missing = column.is_null().to_numpy(zero_copy_only=False)
+    length = np.nan_to_num(pc.list_value_length(column).to_numpy(zero_copy_only=False), nan=-1).astype(np.int64)
+    fits = (length == dim) & ~missing
+    if not fits.all():
+        values = np.zeros((n, dim), dtype=np.float32)
+        if fits.any():
+            values[fits] = to_vectors(column.filter(pa.array(fits)), dim).values
+        return Vectors(values, missing, np.where(missing, dim, length))
+    # flatten() honours the array's offset; without nulls, to_numpy() does not copy.
+    flat = column.flatten().to_numpy(zero_copy_only=False)
+    return Vectors(np.asarray(flat, dtype=np.float32).reshape(n, dim), missing, length)
+
+
+def checked_vectors(column: pa.Array | pa.ChunkedArray, rows: np.ndarray, name: str) -> np.ndarray:
+    """The vectors of ``column`` (those of the pool rows ``rows``) as float32 ``(len(rows), dim)``, ``dim``
+    the length of the first; a missing vector or one of another length is an error naming the rows (for the
+    baselines, which judge every row they take)."""
+    dim = first_length(column)
+    vectors = to_vectors(column, dim)
+    vectors.refuse_bad_shapes(rows, name, dim, int(rows[0]) if len(rows) else 0)
+    return vectors.values
+
+
+def first_length(column: pa.ChunkedArray | pa.Array) -> int:
+    """The length of the column's first vector (0 for none or a null)."""
+    if len(column) == 0 or not column[0].is_valid:
+        return 0
+    return len(column[0])
+
+
+class CandidateWindow:
+    """The vectors of the candidates in score order, read ahead a window at a time: the rows ``order[a:b]``
+    in one sweep of the pool (:meth:`PoolReader.take`), at most :data:`WINDOW_BYTES` of float32 vectors but
+    at least the rows asked for. With ``columns``, the window also holds those columns of its rows (to build
+    an output without reading the pool again)."""
+
+    def __init__(self, reader: PoolReader, name: str, order: np.ndarray, columns: Sequence[str] = ()):
+        self.reader, self.name, self.order = reader, name, order
+        self.columns = list(dict.fromkeys([name, *columns]))
+        self.start = self.stop = 0
+        self.table: pa.Table | None = None
+        # The vector length: that of the first candidate (read alone, to size the windows).
+        first = reader.take(order[:1], [name]).column(name) if len(order) else pa.chunked_array([], pa.null())
+        self.dim = first_length(first)
+        self.first_row = int(order[0]) if len(order) else 0
+        self.max_rows = max(1, WINDOW_BYTES // (4 * max(self.dim, 1)))
+
+    def read(self, a: int, b: int, ahead: int) -> tuple[Vectors, pa.Table]:
+        """The vectors (and the table) of the candidates ``order[a:b]``; when they are not in the window, the
+        next window starts at ``a`` and holds about ``ahead`` candidates (those likely still needed)."""
+        if a < self.start or b > self.stop:
+            self.start = a
+            self.stop = min(len(self.order), max(b, a + min(ahead, self.max_rows)))
+            self.table = None  # free the old window before the new one is read
+            self.table = self.reader.take(self.order[self.start : self.stop], self.columns)
+        table = self.table.slice(a - self.start, b - a)
+        return to_vectors(table.column(self.name), self.dim), table
 
 
 def unit_block_marked(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -406,7 +445,7 @@ class _Block:
 
 
 def select_indices(
-    dataset: Any,
+    pool: Dataset | ParquetPool | str | os.PathLike,
     budget: int,
     threshold: float = DEFAULT_THRESHOLD,
     *,
@@ -417,10 +456,12 @@ def select_indices(
     progress: bool = True,
     unscored: str = "raise",
 ) -> SelectionResult:
-    """The rows that the Repr Filter selects from ``dataset``, in selection order (SPEC section 7).
+    """The rows that the Repr Filter selects from ``pool``, in selection order (SPEC section 7).
 
     Args:
-        dataset: the pool, a ``datasets.Dataset`` with a score column and an embedding column.
+        pool: a ``datasets.Dataset`` with a score column and an embedding column, or Parquet files holding
+            them (a :class:`deita_hf.pool.ParquetPool`, or the path of a ``pool/`` folder, of a folder of
+            ``*.parquet`` files or of one file), read without a copy.
         budget: how many rows to select (at least 1); fewer come back if the pool runs out first.
         threshold: a candidate is rejected iff its cosine similarity to a selected row is above this
             (default 0.9); a similarity exactly at the threshold is kept.
@@ -436,10 +477,10 @@ def select_indices(
             ``left_out`` (``"leave_out"``, what ``deita-hf select`` does).
 
     Raises:
-        SelectionInputError: a NaN or missing score (unless left out), or a missing vector, anywhere in the pool; a zero or
-            non-finite vector in a row that the sequential loop examines (the rows in score order up to the one
-            that fills the budget; rows after it are not judged, whatever ``block_size``); vectors of different
-            lengths. The message names the rows.
+        SelectionInputError: a NaN or missing score (unless left out), anywhere in the pool; a missing, zero or
+            non-finite vector, or one of another length than the first candidate's, in a row that the sequential
+            loop examines (the rows in score order up to the one that fills the budget; rows after it are not
+            judged, whatever ``block_size``). The message names the rows.
         KeyError: a column that the pool does not have.
 
     >>> import numpy as np
@@ -450,17 +491,53 @@ def select_indices(
     >>> result.indices, result.examined, result.rejected
     ([1, 2], 3, 1)
     """
-    check_dataset(dataset)
+    reader = open_pool(pool)
+    return repr_filter(
+        reader,
+        budget,
+        threshold,
+        score_column=score_column,
+        embedding_column=embedding_column,
+        block_size=block_size,
+        device=device,
+        progress=progress,
+        unscored=unscored,
+    )
+
+
+def repr_filter(
+    reader: PoolReader,
+    budget: int,
+    threshold: float = DEFAULT_THRESHOLD,
+    *,
+    score_column: str = SCORE_COLUMN,
+    embedding_column: str = EMBEDDING_COLUMN,
+    block_size: int = DEFAULT_BLOCK_SIZE,
+    device: str | torch.device | None = None,
+    progress: bool = True,
+    unscored: str = "raise",
+    columns: Sequence[str] = (),
+) -> SelectionResult:
+    """:func:`select_indices` on a pool reader; with ``columns``, ``result.rows`` holds those columns of the
+    selected rows (read with the candidates' vectors, so the pool is swept once for both)."""
     check_arguments(budget, threshold, block_size)
     threshold = float(threshold)
     budget = int(budget)
-    scores = read_scores(dataset, score_column, unscored)
-    reader = VectorReader(dataset, embedding_column)
+    scores = read_scores(reader, score_column, unscored)
+    check_vector_type(require_column(reader, embedding_column, "embedding_column"), embedding_column)
     order = score_order(scores)
     n = len(order)
     capacity = min(budget, n)
     device = resolve_device(device)
-    dim = max(reader.dim, 1)
+    window = CandidateWindow(reader, embedding_column, order, columns)
+    if n and window.dim == 0:  # the first candidate has no vector, or an empty one
+        first = order[:1]
+        vectors, _ = window.read(0, 1, 1)
+        vectors.refuse_bad_shapes(first, embedding_column, 0, window.first_row)
+        raise SelectionInputError(
+            f"embedding column {embedding_column!r} holds empty vectors in {rows_text(first)}", first
+        )
+    dim = max(window.dim, 1)
     margin = float32_error_bound(dim)
     # The selected unit vectors, then room for one block, which is compared with itself in the same
     # product. Only finite values (zeros at first): a product's width is rounded up past the block. On the
@@ -476,16 +553,20 @@ def select_indices(
     products = torch.empty(block_size * host.shape[0], dtype=torch.float32, device=device)
     indices: list[int] = []
     similarities: list[float] = []
+    kept_rows: list[pa.Table] = []
     examined = 0
     bar = tqdm(total=capacity, desc="selecting", unit="row", disable=not progress)
-    with exact_float32_matmul(), closing(reader):
+    with exact_float32_matmul():
         while len(indices) < capacity and examined < n:
             k = len(indices)
-            # Size the block to what is likely still needed, judged from the acceptance rate so far.
+            # What is likely still needed, judged from the acceptance rate so far: the block's size, and how
+            # far the next window reads ahead.
             rate = k / examined if examined else 1.0
-            size = min(block_size, math.ceil((capacity - k) / max(rate, 1e-3) * 1.1) + 16, n - examined)
+            needed = math.ceil((capacity - k) / max(rate, 1e-3) * 1.1) + 16
+            size = min(block_size, needed, n - examined)
             rows = order[examined : examined + size]
-            unit, nonfinite, zero = unit_block_marked(reader.read(rows))
+            vectors, table = window.read(examined, examined + size, max(needed, block_size))
+            unit, nonfinite, zero = unit_block_marked(vectors.values)
             selected[k : k + size] = torch.from_numpy(unit).to(device)
             # Against the selected rows, then against the block itself. A product whose width is a
             # multiple of 16 runs up to 1.4x faster on a CPU; the extra columns are ignored.
@@ -502,6 +583,8 @@ def select_indices(
             else:
                 seen = size
             # A bad vector is an error where the sequential loop reaches its row, whatever the block size.
+            judged = Vectors(vectors.values[:seen], vectors.missing[:seen], vectors.length[:seen])
+            judged.refuse_bad_shapes(rows[:seen], embedding_column, window.dim, window.first_row)
             refuse_bad_vectors(rows[:seen], nonfinite[:seen], zero[:seen], embedding_column)
             examined += seen
             if len(kept) == 0:
@@ -512,87 +595,20 @@ def select_indices(
             if device.type != "cpu":
                 host[k : k + len(kept)] = unit[kept]
             indices.extend(int(r) for r in rows[kept])
+            if columns:
+                kept_rows.append(table.select(list(columns)).take(pa.array(kept)))
             bar.update(len(kept))
             bar.set_postfix(examined=examined, refresh=False)
     bar.close()
     if len(indices) < budget:
         logger.info("the pool ran out: selected %d of a budget of %d from %d rows", len(indices), budget, n)
-    return SelectionResult(
+    result = SelectionResult(
         indices=indices,
         similarities=similarities,
         examined=examined,
         rejected=examined - len(indices),
         left_out=len(scores) - n,
     )
-
-
-def deita_select(
-    dataset: Any,
-    budget: int,
-    threshold: float = DEFAULT_THRESHOLD,
-    *,
-    score_column: str = SCORE_COLUMN,
-    embedding_column: str = EMBEDDING_COLUMN,
-    similarity_column: str | None = SIMILARITY_COLUMN,
-    block_size: int = DEFAULT_BLOCK_SIZE,
-    device: str | torch.device | None = None,
-    progress: bool = True,
-    strategy: str = "deita",
-    seed: int = 42,
-    unscored: str = "raise",
-) -> Any:
-    """The rows of the pool that the Repr Filter selects, as a ``datasets.Dataset`` in selection order.
-
-    Every column of the pool comes back unchanged, plus ``similarity_column`` (float64): each row's highest
-    cosine similarity to the rows selected before it, NaN for the first (``None`` leaves it out). The
-    selection for a budget is a prefix of the selection for any larger budget. Arguments as in
-    :func:`select_indices`.
-
-    ``strategy`` picks one of the paper's baselines instead of the Repr Filter: ``score``, ``complexity``,
-    ``quality``, ``length`` or ``random`` (drawn from ``seed``); see :mod:`deita_hf.strategies`.
-
-    >>> import numpy as np
-    >>> from datasets import Dataset
-    >>> pool = Dataset.from_dict({"id": ["a", "b", "c"], "deita_score": [1.0, 3.0, 2.0],
-    ...                           "embedding": np.array([[1, 0], [1, 0.01], [0, 1]], dtype=np.float32)})
-    >>> list(deita_select(pool, budget=2, progress=False)["id"])
-    ['b', 'c']
-    """
-    check_dataset(dataset)
-    if similarity_column is not None and similarity_column in dataset.column_names:
-        raise ConfigError(
-            f"the pool already has a column {similarity_column!r}; remove it (dataset.remove_columns) or pass "
-            "another similarity_column name (or None)"
-        )
-    from .strategies import strategy_indices
-
-    result = strategy_indices(
-        dataset,
-        budget,
-        strategy,
-        threshold=threshold,
-        seed=seed,
-        score_column=score_column,
-        embedding_column=embedding_column,
-        block_size=block_size,
-        device=device,
-        progress=progress,
-        unscored=unscored,
-    )
-    return selection_dataset(dataset, result.indices, result.similarities, similarity_column)
-
-
-def selection_dataset(
-    dataset: Any, indices: Sequence[int], similarities: Sequence[float], similarity_column: str | None
-) -> Any:
-    """The rows ``indices`` of ``dataset``, in that order, as a new in-memory dataset: every column and
-    feature unchanged, plus ``similarity_column`` (float64; ``None`` for none). The one output of
-    :func:`deita_select` and of ``deita-hf select``; its fingerprint follows the pool's and the rows, as a
-    ``datasets`` transform's does.
-    """
-    from datasets import Value
-
-    selected = dataset.select(indices).flatten_indices(keep_in_memory=True)
-    if similarity_column is None:
-        return selected
-    return selected.add_column(similarity_column, [float(s) for s in similarities], feature=Value("float64"))
+    if columns:
+        result.rows = pa.concat_tables(kept_rows) if kept_rows else reader.take([], columns)
+    return result

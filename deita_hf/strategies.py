@@ -27,32 +27,46 @@ of the subsets can be compared (``deita-hf select --compare``).
 from __future__ import annotations
 
 import math
-from typing import Any
+import os
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
+import pyarrow as pa
 import torch
 
-from .constants import COMPLEXITY_COLUMN, DEFAULT_THRESHOLD, EMBEDDING_COLUMN, QUALITY_COLUMN, SCORE_COLUMN
+from .constants import (
+    COMPLEXITY_COLUMN,
+    DEFAULT_SEED,
+    DEFAULT_THRESHOLD,
+    EMBEDDING_COLUMN,
+    QUALITY_COLUMN,
+    SCORE_COLUMN,
+)
 from .errors import ConfigError
 from .formats import row_turns
+from .pool import ParquetPool, PoolReader, open_pool
 from .selection import (
     DEFAULT_BLOCK_SIZE,
     SelectionInputError,
     SelectionResult,
-    VectorReader,
     check_arguments,
-    check_dataset,
     check_unscored,
+    check_vector_type,
+    checked_vectors,
     exact_float32_matmul,
     read_scores,
+    repr_filter,
+    require_column,
     rows_text,
     score_order,
-    select_indices,
     unit_block,
 )
 
+if TYPE_CHECKING:
+    from datasets import Dataset
+
 STRATEGIES = ("deita", "score", "complexity", "quality", "length", "random")
-DEFAULT_SEED = 42
 
 # The row of the paper's comparisons (Liu et al., 2024) that each strategy reproduces at a fixed budget.
 PAPER_ROWS = {
@@ -65,16 +79,16 @@ PAPER_ROWS = {
 }
 
 
-def _turn_sums(dataset: Any, column: str, scored: np.ndarray) -> np.ndarray:
-    if column not in dataset.column_names:
+def _turn_sums(reader: PoolReader, column: str, scored: np.ndarray) -> np.ndarray:
+    if column not in reader.column_names:
         raise KeyError(
-            f"the pool has no {column!r} column (its columns are {dataset.column_names}); score it first "
+            f"the pool has no {column!r} column (its columns are {reader.column_names}); score it first "
             "(deita-hf score or ComplexityScorer / QualityScorer)"
         )
     sums = np.asarray(
         [
             math.nan if not scores else math.fsum(math.nan if s is None else s for s in scores)
-            for scores in dataset[column]
+            for scores in reader.column(column).to_pylist()
         ],
         dtype=np.float64,
     )
@@ -87,16 +101,23 @@ def _turn_sums(dataset: Any, column: str, scored: np.ndarray) -> np.ndarray:
     return sums
 
 
-def instruction_lengths(dataset: Any, row_format: str | None = None) -> np.ndarray:
-    """The characters of each row's user turns, summed (the paper's "Instruction Length")."""
+def instruction_lengths(
+    pool: Dataset | ParquetPool | str | os.PathLike,
+    row_format: str | None = None,
+    embedding_column: str = EMBEDDING_COLUMN,
+) -> np.ndarray:
+    """The characters of each row's user turns, summed (the paper's "Instruction Length"); the rows are read
+    in batches, without the embedding column."""
+    reader = open_pool(pool)
+    columns = [name for name in reader.column_names if name != embedding_column]
     return np.asarray(
-        [sum(len(user) for user, _ in row_turns(row, row_format, i)) for i, row in enumerate(dataset)],
+        [sum(len(user) for user, _ in row_turns(row, row_format, i)) for i, row in enumerate(reader.rows(columns))],
         dtype=np.float64,
     )
 
 
 def strategy_order(
-    dataset: Any,
+    pool: Dataset | ParquetPool | str | os.PathLike,
     strategy: str,
     *,
     seed: int = DEFAULT_SEED,
@@ -109,12 +130,13 @@ def strategy_order(
     Rows without a ``score_column`` value (when the pool has that column) follow ``unscored``, as in
     :func:`deita_hf.selection.select_indices`: an error, or left out of the order.
     """
-    n = len(dataset)
+    reader = open_pool(pool)
+    n = len(reader)
     if strategy not in STRATEGIES[1:]:
         raise ConfigError(f"unknown selection strategy {strategy!r}; expected one of {STRATEGIES}")
     scored = np.ones(n, dtype=bool)
-    if score_column in dataset.column_names or strategy == "score":
-        scores = read_scores(dataset, score_column, unscored)
+    if score_column in reader.column_names or strategy == "score":
+        scores = read_scores(reader, score_column, unscored)
         scored = ~np.isnan(scores)
     if strategy == "random":
         order = np.random.default_rng(seed).permutation(n)
@@ -122,11 +144,11 @@ def strategy_order(
     if strategy == "score":
         return score_order(scores)
     if strategy == "complexity":
-        values = _turn_sums(dataset, COMPLEXITY_COLUMN, scored)
+        values = _turn_sums(reader, COMPLEXITY_COLUMN, scored)
     elif strategy == "quality":
-        values = _turn_sums(dataset, QUALITY_COLUMN, scored)
+        values = _turn_sums(reader, QUALITY_COLUMN, scored)
     else:
-        values = instruction_lengths(dataset, row_format)
+        values = instruction_lengths(reader, row_format)
     if not scored.all():
         values = np.where(scored, values, np.nan)
     # Descending, ties in row order: a stable sort of the negated values.
@@ -134,20 +156,29 @@ def strategy_order(
 
 
 def nearest_similarities(
-    dataset: Any, indices: list[int], embedding_column: str = EMBEDDING_COLUMN, block_size: int = 1024
+    pool: Dataset | ParquetPool | str | os.PathLike,
+    indices: Sequence[int],
+    embedding_column: str = EMBEDDING_COLUMN,
+    block_size: int = 1024,
 ) -> list[float]:
     """For each row of ``indices`` (in order), its highest cosine similarity to the rows before it (NaN for
     the first), at float32 accuracy; all NaN when the pool has no ``embedding_column``."""
-    if embedding_column not in dataset.column_names or not indices:
+    reader = open_pool(pool)
+    if embedding_column not in reader.column_names or not len(indices):
         return [math.nan] * len(indices)
+    check_vector_type(require_column(reader, embedding_column, "embedding_column"), embedding_column)
     rows = np.asarray(indices, dtype=np.int64)
-    reader = VectorReader(dataset, embedding_column)
-    blocks = [rows[start : start + block_size] for start in range(0, len(rows), block_size)]
-    unit = torch.from_numpy(np.concatenate([unit_block(reader.read(b), b, embedding_column) for b in blocks]))
-    out = np.full(len(rows), -math.inf)
+    return _nearest(reader.take(rows, [embedding_column]).column(embedding_column), rows, embedding_column, block_size)
+
+
+def _nearest(column: pa.ChunkedArray, rows: np.ndarray, name: str, block_size: int = 1024) -> list[float]:
+    """:func:`nearest_similarities` of the vectors ``column`` of the pool rows ``rows``."""
+    unit = torch.from_numpy(unit_block(checked_vectors(column, rows, name), rows, name))
+    n = len(unit)
+    out = np.full(n, -math.inf)
     with exact_float32_matmul():
-        for start in range(0, len(rows), block_size):
-            stop = min(start + block_size, len(rows))
+        for start in range(0, n, block_size):
+            stop = min(start + block_size, n)
             sims = unit[start:stop] @ unit[:stop].T
             # Row i of the block is compared with the rows before it only.
             before = torch.arange(stop)[None, :] < torch.arange(start, stop)[:, None]
@@ -157,7 +188,7 @@ def nearest_similarities(
 
 
 def strategy_indices(
-    dataset: Any,
+    pool: Dataset | ParquetPool | str | os.PathLike,
     budget: int,
     strategy: str = "deita",
     *,
@@ -170,22 +201,25 @@ def strategy_indices(
     device: str | torch.device | None = None,
     progress: bool = True,
     unscored: str = "raise",
+    columns: Sequence[str] = (),
 ) -> SelectionResult:
-    """The rows that ``strategy`` selects from ``dataset``, in selection order (see the module's table).
+    """The rows that ``strategy`` selects from ``pool``, in selection order (see the module's table).
 
     ``deita`` is :func:`deita_hf.selection.select_indices` (``threshold`` applies to it only). The others
     need only their own column (``deita_score``, ``complexity_scores``, ``quality_scores``, the conversation
     for ``length``, nothing for ``random``); their ``similarities`` are each row's highest similarity to the
     rows before it when the pool has an embedding column, else NaN, and ``examined`` is the budget (nothing
     is rejected). ``unscored`` is the one rule for rows without a ``score_column`` value, for every strategy:
-    an error naming them (``"raise"``), or left out and counted in ``left_out`` (``"leave_out"``).
+    an error naming them (``"raise"``), or left out and counted in ``left_out`` (``"leave_out"``). With
+    ``columns``, ``result.rows`` holds those columns of the selected rows, read in the same sweep as their
+    vectors.
     """
-    check_dataset(dataset)
+    reader = open_pool(pool)
     check_arguments(budget, threshold, block_size)
     check_unscored(unscored)
     if strategy == "deita":
-        return select_indices(
-            dataset,
+        return repr_filter(
+            reader,
             budget,
             threshold,
             score_column=score_column,
@@ -194,16 +228,29 @@ def strategy_indices(
             device=device,
             progress=progress,
             unscored=unscored,
+            columns=columns,
         )
     order = strategy_order(
-        dataset, strategy, seed=seed, score_column=score_column, row_format=row_format, unscored=unscored
+        reader, strategy, seed=seed, score_column=score_column, row_format=row_format, unscored=unscored
     )
     indices = [int(i) for i in order[:budget]]
-    similarities = nearest_similarities(dataset, indices, embedding_column)
+    rows = None
+    if columns:
+        with_vectors = embedding_column in reader.column_names
+        rows = reader.take(indices, list(dict.fromkeys([*columns, *([embedding_column] if with_vectors else [])])))
+        similarities = (
+            _nearest(rows.column(embedding_column), np.asarray(indices), embedding_column)
+            if with_vectors and indices
+            else [math.nan] * len(indices)
+        )
+        rows = rows.select(list(columns))
+    else:
+        similarities = nearest_similarities(reader, indices, embedding_column)
     return SelectionResult(
         indices=indices,
         similarities=similarities,
         examined=len(indices),
         rejected=0,
-        left_out=len(dataset) - len(order),
+        left_out=len(reader) - len(order),
+        rows=rows,
     )

@@ -23,7 +23,7 @@ from deita_hf.errors import PipelineError
 from deita_hf.io import load_input
 from deita_hf.modeling import parse_tiny_random, resolve_model
 from deita_hf.scoring import DeitaScorer
-from deita_hf.selection import deita_select
+from deita_hf.subset import deita_select
 
 
 def load_folder(path):

@@ -12,7 +12,8 @@ import pyarrow as pa
 import pytest
 from datasets import Dataset, Features, List, Value, load_from_disk
 
-from deita_hf.selection import SelectionInputError, deita_select, select_indices, unit_rows
+from deita_hf.selection import SelectionInputError, select_indices, unit_rows
+from deita_hf.subset import deita_select
 
 
 def reference_selection(scores, vectors, budget, threshold):
@@ -167,23 +168,30 @@ def test_a_memory_mapped_dataset_on_disk_with_many_chunks_gives_the_same_selecti
     np.testing.assert_array_equal(np.array(from_disk["embedding"]), np.array(from_memory["embedding"]))
 
 
-def test_vectors_are_read_by_dataset_row_in_any_order_from_a_pool_on_disk_and_from_a_view(tmp_path):
-    from deita_hf.selection import VectorReader
+def test_rows_are_read_in_any_order_from_a_pool_on_disk_a_view_and_parquet_files(tmp_path):
+    from deita_hf.pool import DatasetReader, ParquetPool
 
     scores, vectors = clustered(18, 1000, 8, 50, 0.3)
-    pool(scores, vectors).save_to_disk(tmp_path / "pool", max_shard_size="20KB")
-    on_disk = load_from_disk(tmp_path / "pool")
+    ds = pool(scores, vectors, row=list(range(1000)))
+    ds.save_to_disk(tmp_path / "pool", max_shard_size="20KB")
+    ds.to_parquet(str(tmp_path / "pool.parquet"), batch_size=64)
+    parquet = ParquetPool(tmp_path / "pool.parquet")
+    assert parquet._files[0].metadata.num_row_groups == 16  # 64 rows each
     rows = np.array([999, 3, 500, 3])
-    allocated = pa.total_allocated_bytes()
-    reader = VectorReader(on_disk, "embedding")  # checks every row's length from the mapped file
-    assert pa.total_allocated_bytes() - allocated < 1000  # nothing of the pool kept in memory
-    assert reader.read(rows).dtype == np.float32
-    np.testing.assert_array_equal(reader.read(rows), vectors[rows])
-    view = on_disk.shuffle(seed=3).select(range(100))
-    view_rows = np.array([99, 0, 42])
-    expected = np.array(view.with_format("numpy")["embedding"])[view_rows]
-    np.testing.assert_array_equal(VectorReader(view, "embedding").read(view_rows), expected)
-    assert VectorReader(view, "embedding").read(np.array([], dtype=np.int64)).shape == (0, 8)
+    for reader in (DatasetReader(load_from_disk(tmp_path / "pool")), parquet):
+        table = reader.take(rows, ["row", "embedding"])
+        assert table.column("row").to_pylist() == [999, 3, 500, 3]
+        read = np.array(table.column("embedding").to_pylist(), dtype=np.float32)
+        np.testing.assert_array_equal(read, vectors[rows])
+        many = np.random.default_rng(0).permutation(1000)[:600]  # swept, where the four rows were looked up
+        assert reader.take(many, ["row"]).column("row").to_pylist() == many.tolist()
+        assert reader.take([], ["row"]).num_rows == 0
+        assert reader.column("row").to_pylist() == list(range(1000))
+    view = load_from_disk(tmp_path / "pool").shuffle(seed=3).select(range(100))
+    view_rows = [99, 0, 42] + list(range(50))
+    assert DatasetReader(view).take(view_rows, ["row"]).column("row").to_pylist() == [
+        view[i]["row"] for i in view_rows
+    ]
 
 
 def test_fixed_size_float64_and_integer_vectors_are_read_as_float32():
@@ -299,14 +307,29 @@ def test_null_value_inside_a_vector_raises_an_error_naming_the_row():
 
 def test_vectors_of_different_lengths_raise_an_error_naming_the_rows():
     ds = Dataset.from_dict({"deita_score": [1.0, 2.0, 3.0], "embedding": [[1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 1.0]]})
-    with pytest.raises(SelectionInputError, match=r"row 0 has 2 values but row 1 has 3"):
+    # The first candidate (row 2, the highest score) sets the length.
+    with pytest.raises(SelectionInputError, match=r"different lengths: row 2 has 2 values but row 1 has 3;") as error:
         select_indices(ds, 2, progress=False)
+    assert error.value.rows == [1]
+    # Like a bad value, a vector is judged where the loop examines its row: row 1 is never examined here.
+    assert select_indices(ds, 1, progress=False).indices == [2]
 
 
 def test_missing_vector_raises_an_error_naming_the_row():
-    ds = Dataset.from_dict({"deita_score": [1.0, 2.0], "embedding": [[1.0, 0.0], None]})
-    with pytest.raises(SelectionInputError, match=r"'embedding' is missing \(null\) in row 1"):
+    ds = Dataset.from_dict({"deita_score": [1.0, 2.0, 3.0], "embedding": [[1.0, 0.0], None, [0.0, 1.0]]})
+    with pytest.raises(SelectionInputError, match=r"'embedding' is missing \(null\) in row 1$"):
         select_indices(ds, 2, progress=False)
+    assert select_indices(ds, 1, progress=False).indices == [2]
+    first = Dataset.from_dict({"deita_score": [1.0, 2.0], "embedding": [[1.0, 0.0], None]})
+    with pytest.raises(SelectionInputError, match=r"'embedding' is missing \(null\) in row 1$"):
+        select_indices(first, 1, progress=False)
+
+
+def test_empty_vectors_raise_an_error_naming_the_row():
+    features = Features({"deita_score": Value("float64"), "embedding": List(Value("float32"))})
+    ds = Dataset.from_dict({"deita_score": [1.0, 2.0], "embedding": [[], []]}, features=features)
+    with pytest.raises(SelectionInputError, match=r"'embedding' holds empty vectors in row 1$"):
+        select_indices(ds, 1, progress=False)
 
 
 @pytest.mark.parametrize("column", ["score_column", "embedding_column"])
@@ -329,8 +352,12 @@ def test_non_numeric_score_column_is_refused():
 
 
 def test_a_pool_that_is_not_a_dataset_is_refused():
-    with pytest.raises(TypeError, match="must be a datasets.Dataset, got dict"):
+    with pytest.raises(
+        TypeError, match="must be a datasets.Dataset, a ParquetPool or the path of Parquet files, got dict"
+    ):
         select_indices({"deita_score": [1.0]}, 1)
+    with pytest.raises(FileNotFoundError, match="no such pool: no/such/folder"):
+        select_indices("no/such/folder", 1)
 
 
 def test_an_existing_similarity_column_is_not_overwritten():
@@ -457,7 +484,93 @@ def test_the_selection_reads_the_pool_through_the_public_datasets_api_only():
         r"/proc/self",
         r"\bpread\b",
     ]
-    for name in ("selection.py", "strategies.py"):
+    for name in ("selection.py", "strategies.py", "subset.py", "pool.py"):
         source = (Path(deita_hf.__file__).parent / name).read_text()
         for internal in [*internals, r"(?<![\w.])Dataset\("]:  # no hand-built Dataset(table)
             assert not re.search(internal, source), (name, internal)
+
+
+# -- a pool in Parquet files, read in place; windows ----------------------------------------------------------
+def parquet_pool_folder(ds, folder, files=3, rows_per_group=50):
+    """``ds`` in the Hub layout of a ``pool/`` folder: ``files`` files of row groups of ``rows_per_group`` rows."""
+    data = folder / "data"
+    data.mkdir(parents=True)
+    for k in range(files):
+        shard = ds.shard(files, k, contiguous=True)
+        shard.to_parquet(str(data / f"train-{k:05d}-of-{files:05d}.parquet"), batch_size=rows_per_group)
+    return folder
+
+
+@pytest.mark.parametrize("strategy", ["deita", "score", "length", "random"])
+def test_a_parquet_pool_folder_selects_what_the_dataset_does_without_a_copy(tmp_path, strategy):
+    import datasets
+
+    from deita_hf.pool import ParquetPool
+
+    scores, vectors = clustered(22, 600, 8, 60, 0.3)
+    conversations = [[{"from": "human", "value": "q" * (i % 37)}, {"from": "gpt", "value": "a"}] for i in range(600)]
+    ds = pool(scores, vectors, id=[f"r{i}" for i in range(600)], conversations=conversations)
+    folder = parquet_pool_folder(ds, tmp_path / "pool")
+    cache = tmp_path / "cache"
+    previous = datasets.config.HF_DATASETS_CACHE
+    datasets.config.HF_DATASETS_CACHE = cache
+    try:
+        for source in (folder, str(folder), ParquetPool(folder)):
+            expected = deita_select(ds, 80, strategy=strategy, progress=False)
+            subset = deita_select(source, 80, strategy=strategy, progress=False)
+            assert subset.features == expected.features
+            similarity = "nearest_selected_similarity"
+            assert subset.remove_columns(similarity).to_dict() == expected.remove_columns(similarity).to_dict()
+            np.testing.assert_array_equal(subset[similarity], expected[similarity])  # NaN first
+        assert same_selection(select_indices(folder, 80, progress=False), select_indices(ds, 80, progress=False))
+    finally:
+        datasets.config.HF_DATASETS_CACHE = previous
+    assert not cache.exists()  # nothing copied into the datasets cache
+
+
+def test_a_parquet_pool_reads_only_the_row_groups_that_hold_the_rows_it_needs(tmp_path, monkeypatch):
+    from deita_hf.pool import ParquetPool
+
+    scores, vectors = clustered(23, 600, 8, 60, 0.3)
+    scores = np.where(np.arange(600) < 100, scores + 10, scores)  # every candidate of a small budget is in rows 0-99
+    folder = parquet_pool_folder(pool(scores, vectors), tmp_path / "pool", files=2, rows_per_group=50)
+    parquet = ParquetPool(folder)
+    groups = []
+    for file in parquet._files:
+        original = file.iter_batches
+
+        def spy(*args, original=original, **kwargs):
+            groups.append(tuple(kwargs["row_groups"]))
+            return original(*args, **kwargs)
+
+        monkeypatch.setattr(file, "iter_batches", spy)
+    result = select_indices(parquet, 20, block_size=16, progress=False)
+    assert result.examined < 100 and set(result.indices) <= set(range(100))
+    vector_reads = groups[len(parquet._groups) :]  # after the score column, read whole (every group once)
+    assert groups[: len(parquet._groups)] == [(g,) for g in range(6)] * 2
+    assert set(vector_reads) == {(0,), (1,)}  # rows 0-99 of the first file
+
+
+@pytest.mark.parametrize("window_rows", [1, 7, 40])
+def test_the_candidates_are_read_in_windows_of_bounded_memory(monkeypatch, tmp_path, window_rows):
+    from deita_hf import selection
+    from deita_hf.pool import PoolReader
+
+    scores, vectors = clustered(24, 500, 8, 50, 0.3)
+    ds = pool(scores, vectors)
+    expected = select_indices(ds, 120, block_size=16, progress=False)
+    taken = []
+    original = PoolReader.take
+
+    def spy(self, rows, columns=None):
+        taken.append(len(rows))
+        return original(self, rows, columns)
+
+    monkeypatch.setattr(PoolReader, "take", spy)
+    monkeypatch.setattr(selection, "WINDOW_BYTES", 4 * 8 * window_rows)
+    for source in (ds, parquet_pool_folder(ds, tmp_path / f"pool-{window_rows}")):
+        taken.clear()
+        assert same_selection(select_indices(source, 120, block_size=16, progress=False), expected)
+        # The first candidate alone (its length), then windows of at most window_rows rows or one block.
+        assert taken[0] == 1 and max(taken[1:]) == max(window_rows, 16)
+        assert sum(taken[1:]) >= expected.examined

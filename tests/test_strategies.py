@@ -11,8 +11,9 @@ import pytest
 from datasets import Dataset, load_dataset
 
 from deita_hf.cli import main
-from deita_hf.selection import SelectionInputError, deita_select
+from deita_hf.selection import SelectionInputError
 from deita_hf.strategies import STRATEGIES, nearest_similarities, strategy_indices
+from deita_hf.subset import deita_select
 
 # Six rows. deita_score = sum over turns of complexity x quality; "length" = characters of the user turns.
 #   row  users            length  complexity  quality    deita_score  embedding

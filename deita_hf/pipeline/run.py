@@ -31,6 +31,7 @@ from ..io import (
     describe_os_error,
     export,
     load_input,
+    load_pool,
     output_lock,
     prepare_output_dir,
     quiet_datasets,
@@ -102,7 +103,9 @@ def _run_locked(
     command, data, selection, hub = config.command, config.data, config.selection, config.hub
     state = prepare_output_dir(output_dir, data.overwrite, info)
     with main_process_first(info):
-        dataset = load_input(data.dataset_name, data.dataset_config, data.dataset_split, data.max_rows)
+        # The selection alone reads a Parquet pool in place; scoring and embedding map over a dataset.
+        load = load_pool if command == "select" else load_input
+        dataset = load(data.dataset_name, data.dataset_config, data.dataset_split, data.max_rows)
     row_format = data.dataset_format or detect_format(dataset.column_names)
     steps = []
     if config.scoring is not None:

@@ -11,7 +11,7 @@ from ..constants import COMPLEXITY_COLUMN, EMBEDDING_COLUMN, QUALITY_COLUMN, SCO
 from ..distributed import ProcessInfo
 from ..errors import PipelineError
 from ..modeling import describe_model, resolve_commit, resolve_model
-from ..selection import SIMILARITY_COLUMN, selection_dataset
+from ..selection import SIMILARITY_COLUMN
 from .config import RunConfig
 from .shards import Step, resume_key
 
@@ -103,7 +103,7 @@ def select_pool(
     """
     from datasets import Dataset
 
-    from ..strategies import strategy_indices
+    from ..subset import select_subset
 
     for column in (
         (SCORE_COLUMN, EMBEDDING_COLUMN) if selection.strategy == "deita" or selection.compare else (SCORE_COLUMN,)
@@ -115,7 +115,7 @@ def select_pool(
             )
     # Rows without a score (on_error='nan') are left out for every strategy and counted: the library's rule
     # with unscored="leave_out"; the output is the one that deita_select builds.
-    result = strategy_indices(
+    selected, result = select_subset(
         pool,
         selection.budget,
         selection.strategy,
@@ -133,7 +133,6 @@ def select_pool(
         )
     rows = list(result.indices)
     similarities = [float(s) for s in result.similarities]
-    selected = selection_dataset(pool, rows, similarities, SIMILARITY_COLUMN)
     scores = pool[SCORE_COLUMN]
 
     rank = [-1] * len(pool)
