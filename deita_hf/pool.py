@@ -69,27 +69,39 @@ class PoolReader:
         (sorted)."""
         raise NotImplementedError
 
-    def take(self, rows: Sequence[int] | np.ndarray, columns: Sequence[str] | None = None) -> pa.Table:
-        """The rows ``rows`` (any order, repeats allowed) as one table in that order, read in one sequential
-        sweep over the rows between the first and the last (or the row groups that hold them)."""
-        columns = list(self.column_names if columns is None else columns)
+    def pieces(self, rows: Sequence[int] | np.ndarray, columns: Sequence[str]) -> Iterator[tuple[np.ndarray, pa.Table]]:
+        """The rows ``rows`` (any order, repeats allowed) in pieces, read in one sequential sweep over the rows
+        between the first and the last (or the row groups that hold them): ``(positions, table)``, the table
+        holding the rows ``rows[positions]``."""
         rows = np.asarray(rows, dtype=np.int64)
-        if len(rows) and (rows.min() < 0 or rows.max() >= self.num_rows):
-            raise IndexError(f"rows out of range for a pool of {self.num_rows} rows")
         if len(rows) == 0:
-            return self._empty(columns)
+            return
+        if rows.min() < 0 or rows.max() >= self.num_rows:
+            raise IndexError(f"rows out of range for a pool of {self.num_rows} rows")
         by_row = np.argsort(rows, kind="stable")
         wanted = rows[by_row]
-        pieces = []
+        found = 0
         for numbers, table in self.batches(columns, wanted):
             lo, hi = np.searchsorted(wanted, [numbers[0], numbers[-1] + 1])
             if hi > lo:
-                pieces.append(table.take(pa.array(np.searchsorted(numbers, wanted[lo:hi]))))
-        gathered = pa.concat_tables(pieces).combine_chunks()
-        if gathered.num_rows != len(rows):  # a reader that skipped rows: a bug, never a silent loss
-            raise DataError(f"read {gathered.num_rows} of the {len(rows)} rows asked for")
-        # Back from row order to the order asked for.
-        return gathered.take(pa.array(np.argsort(by_row, kind="stable")))
+                found += hi - lo
+                yield by_row[lo:hi], table.take(pa.array(np.searchsorted(numbers, wanted[lo:hi])))
+        if found != len(rows):  # a reader that skipped rows: a bug, never a silent loss
+            raise DataError(f"read {found} of the {len(rows)} rows asked for")
+
+    def take(self, rows: Sequence[int] | np.ndarray, columns: Sequence[str] | None = None) -> pa.Table:
+        """The rows ``rows`` (any order, repeats allowed) as one table in that order (see :meth:`pieces`)."""
+        columns = list(self.column_names if columns is None else columns)
+        positions, parts = [], []
+        for slots, part in self.pieces(rows, columns):
+            positions.append(slots)
+            parts.append(part)
+        if not parts:
+            return self._empty(columns)
+        # The pieces come in row order; back to the order asked for.
+        where = np.empty(len(rows), dtype=np.int64)
+        where[np.concatenate(positions)] = np.arange(len(rows))
+        return pa.concat_tables(parts).combine_chunks().take(pa.array(where))
 
     def rows(self, columns: Sequence[str]) -> Iterator[dict[str, Any]]:
         """Every row, as a dict of ``columns``, in row order (for the strategies that read the conversations)."""

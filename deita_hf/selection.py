@@ -293,31 +293,54 @@ def first_length(column: pa.ChunkedArray | pa.Array) -> int:
 
 class CandidateWindow:
     """The vectors of the candidates in score order, read ahead a window at a time: the rows ``order[a:b]``
-    in one sweep of the pool (:meth:`PoolReader.take`), at most :data:`WINDOW_BYTES` of float32 vectors but
-    at least the rows asked for. With ``columns``, the window also holds those columns of its rows (to build
-    an output without reading the pool again)."""
+    in one sweep of the pool (:meth:`PoolReader.pieces`), at most :data:`WINDOW_BYTES` of float32 vectors but
+    at least the rows asked for, converted batch by batch into one float32 array. With ``columns``, the
+    window also holds those columns of its rows (to build an output without reading the pool again)."""
 
     def __init__(self, reader: PoolReader, name: str, order: np.ndarray, columns: Sequence[str] = ()):
-        self.reader, self.name, self.order = reader, name, order
-        self.columns = list(dict.fromkeys([name, *columns]))
+        self.reader, self.name, self.order, self.columns = reader, name, order, list(columns)
         self.start = self.stop = 0
+        self.vectors = Vectors(np.empty((0, 0), np.float32), np.empty(0, bool), np.empty(0, np.int64))
         self.table: pa.Table | None = None
+        self.where = np.empty(0, dtype=np.int64)
         # The vector length: that of the first candidate (read alone, to size the windows).
         first = reader.take(order[:1], [name]).column(name) if len(order) else pa.chunked_array([], pa.null())
         self.dim = first_length(first)
         self.first_row = int(order[0]) if len(order) else 0
         self.max_rows = max(1, WINDOW_BYTES // (4 * max(self.dim, 1)))
 
-    def read(self, a: int, b: int, ahead: int) -> tuple[Vectors, pa.Table]:
-        """The vectors (and the table) of the candidates ``order[a:b]``; when they are not in the window, the
-        next window starts at ``a`` and holds about ``ahead`` candidates (those likely still needed)."""
+    def read(self, a: int, b: int, ahead: int) -> tuple[Vectors, pa.Table | None]:
+        """The vectors of the candidates ``order[a:b]`` (and a table of their ``columns``); when they are not
+        in the window, the next window starts at ``a`` and holds about ``ahead`` candidates (those likely
+        still needed)."""
         if a < self.start or b > self.stop:
-            self.start = a
-            self.stop = min(len(self.order), max(b, a + min(ahead, self.max_rows)))
-            self.table = None  # free the old window before the new one is read
-            self.table = self.reader.take(self.order[self.start : self.stop], self.columns)
-        table = self.table.slice(a - self.start, b - a)
-        return to_vectors(table.column(self.name), self.dim), table
+            self._load(a, min(len(self.order), max(b, a + min(ahead, self.max_rows))))
+        i, j = a - self.start, b - self.start
+        part = Vectors(self.vectors.values[i:j], self.vectors.missing[i:j], self.vectors.length[i:j])
+        table = self.table.take(pa.array(self.where[i:j])) if self.columns else None
+        return part, table
+
+    def _load(self, start: int, stop: int) -> None:
+        self.vectors = self.table = None  # free the old window before the new one is read
+        rows = self.order[start:stop]
+        n = len(rows)
+        values = np.zeros((n, self.dim), dtype=np.float32)
+        missing = np.zeros(n, dtype=bool)
+        length = np.full(n, self.dim, dtype=np.int64)
+        positions, parts = [], []
+        for slots, piece in self.reader.pieces(rows, list(dict.fromkeys([self.name, *self.columns]))):
+            vectors = to_vectors(piece.column(self.name), self.dim)
+            values[slots], missing[slots], length[slots] = vectors.values, vectors.missing, vectors.length
+            if self.columns:
+                positions.append(slots)
+                parts.append(piece.select(self.columns))
+        self.vectors = Vectors(values, missing, length)
+        if self.columns:
+            # The table is in row order; where[k] is the table row of the window's k-th candidate.
+            self.table = pa.concat_tables(parts).combine_chunks()
+            self.where = np.empty(n, dtype=np.int64)
+            self.where[np.concatenate(positions)] = np.arange(n)
+        self.start, self.stop = start, stop
 
 
 def unit_block_marked(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -595,8 +618,8 @@ def repr_filter(
             if device.type != "cpu":
                 host[k : k + len(kept)] = unit[kept]
             indices.extend(int(r) for r in rows[kept])
-            if columns:
-                kept_rows.append(table.select(list(columns)).take(pa.array(kept)))
+            if table is not None:
+                kept_rows.append(table.take(pa.array(kept)))
             bar.update(len(kept))
             bar.set_postfix(examined=examined, refresh=False)
     bar.close()

@@ -560,13 +560,13 @@ def test_the_candidates_are_read_in_windows_of_bounded_memory(monkeypatch, tmp_p
     ds = pool(scores, vectors)
     expected = select_indices(ds, 120, block_size=16, progress=False)
     taken = []
-    original = PoolReader.take
+    original = PoolReader.pieces
 
-    def spy(self, rows, columns=None):
+    def spy(self, rows, columns):
         taken.append(len(rows))
         return original(self, rows, columns)
 
-    monkeypatch.setattr(PoolReader, "take", spy)
+    monkeypatch.setattr(PoolReader, "pieces", spy)
     monkeypatch.setattr(selection, "WINDOW_BYTES", 4 * 8 * window_rows)
     for source in (ds, parquet_pool_folder(ds, tmp_path / f"pool-{window_rows}")):
         taken.clear()
