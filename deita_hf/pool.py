@@ -39,6 +39,8 @@ if TYPE_CHECKING:
 
 # Rows per batch of a sweep: a batch of 4,096-float vectors is 16 MB.
 SWEEP_ROWS = 1024
+# How much of a Parquet file is read at a time.
+_BUFFER_BYTES = 4 * 2**20
 # Below this share of the rows in the range swept, a DatasetReader looks the rows up instead of sweeping.
 _LOOKUP_SHARE = 1 / 64
 
@@ -179,7 +181,8 @@ class ParquetPool(PoolReader):
         self.files = parquet_files(self.path, split)
         if not self.files:
             raise DataError(f"no Parquet files in {self.path} (expected data/{split}-*.parquet or *.parquet)")
-        self._files = [pq.ParquetFile(f) for f in self.files]
+        # Buffered reads of a few MB rather than whole column chunks (about 100 MB of vectors each).
+        self._files = [pq.ParquetFile(f, buffer_size=_BUFFER_BYTES, pre_buffer=False) for f in self.files]
         schema = self._files[0].schema_arrow
         for path_, file in zip(self.files[1:], self._files[1:]):
             if not file.schema_arrow.remove_metadata().equals(schema.remove_metadata()):

@@ -300,9 +300,8 @@ class CandidateWindow:
     def __init__(self, reader: PoolReader, name: str, order: np.ndarray, columns: Sequence[str] = ()):
         self.reader, self.name, self.order, self.columns = reader, name, order, list(columns)
         self.start = self.stop = 0
-        self.vectors = Vectors(np.empty((0, 0), np.float32), np.empty(0, bool), np.empty(0, np.int64))
-        self.table: pa.Table | None = None
-        self.where = np.empty(0, dtype=np.int64)
+        self.vectors: Vectors | None = None
+        self.parts: list[pa.Table] = []
         # The vector length: that of the first candidate (read alone, to size the windows).
         first = reader.take(order[:1], [name]).column(name) if len(order) else pa.chunked_array([], pa.null())
         self.dim = first_length(first)
@@ -317,30 +316,37 @@ class CandidateWindow:
             self._load(a, min(len(self.order), max(b, a + min(ahead, self.max_rows))))
         i, j = a - self.start, b - self.start
         part = Vectors(self.vectors.values[i:j], self.vectors.missing[i:j], self.vectors.length[i:j])
-        table = self.table.take(pa.array(self.where[i:j])) if self.columns else None
-        return part, table
+        return part, self._table(i, j) if self.columns else None
 
     def _load(self, start: int, stop: int) -> None:
-        self.vectors = self.table = None  # free the old window before the new one is read
+        self.vectors, self.parts = None, []  # free the old window before the new one is read
         rows = self.order[start:stop]
         n = len(rows)
         values = np.zeros((n, self.dim), dtype=np.float32)
         missing = np.zeros(n, dtype=bool)
         length = np.full(n, self.dim, dtype=np.int64)
-        positions, parts = [], []
+        # Where each candidate's columns are: which piece, which row of it.
+        self.piece = np.zeros(n, dtype=np.int64)
+        self.local = np.zeros(n, dtype=np.int64)
         for slots, piece in self.reader.pieces(rows, list(dict.fromkeys([self.name, *self.columns]))):
             vectors = to_vectors(piece.column(self.name), self.dim)
             values[slots], missing[slots], length[slots] = vectors.values, vectors.missing, vectors.length
             if self.columns:
-                positions.append(slots)
-                parts.append(piece.select(self.columns))
+                self.piece[slots], self.local[slots] = len(self.parts), np.arange(len(slots))
+                self.parts.append(piece.select(self.columns))
         self.vectors = Vectors(values, missing, length)
-        if self.columns:
-            # The table is in row order; where[k] is the table row of the window's k-th candidate.
-            self.table = pa.concat_tables(parts).combine_chunks()
-            self.where = np.empty(n, dtype=np.int64)
-            self.where[np.concatenate(positions)] = np.arange(n)
         self.start, self.stop = start, stop
+
+    def _table(self, i: int, j: int) -> pa.Table:
+        """The ``columns`` of the window's candidates ``i`` to ``j``, in that order (a copy of those rows)."""
+        pieces, local = self.piece[i:j], self.local[i:j]
+        used = np.unique(pieces)
+        gathered = pa.concat_tables([self.parts[p].take(pa.array(local[pieces == p])) for p in used])
+        # Gathered piece by piece; back to the candidates' order.
+        by_piece = np.argsort(np.searchsorted(used, pieces), kind="stable")
+        where = np.empty(j - i, dtype=np.int64)
+        where[by_piece] = np.arange(j - i)
+        return gathered.take(pa.array(where))
 
 
 def unit_block_marked(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -623,6 +629,8 @@ def repr_filter(
             bar.update(len(kept))
             bar.set_postfix(examined=examined, refresh=False)
     bar.close()
+    del window, host, selected, products
+    pa.default_memory_pool().release_unused()  # the windows' memory, before the caller builds its output
     if len(indices) < budget:
         logger.info("the pool ran out: selected %d of a budget of %d from %d rows", len(indices), budget, n)
     result = SelectionResult(
