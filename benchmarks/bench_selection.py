@@ -11,11 +11,15 @@
    - ``deita_select``.
    The floor is the arithmetic of the sequential loop (each examined candidate times the rows selected
    before it, times d multiply-adds) at this machine's measured float32 matrix-multiply rate.
-2. The paper's scale: 300,000 rows, d = 4,096 (Mistral-7B's hidden size), budget 10,000, the pool stored
-   as a ``datasets`` Arrow file on disk (4.9 GB of embeddings, written in chunks), selected in a fresh
-   process: wall time and peak resident memory. The file is deleted afterwards.
+2. The paper's scale: 300,000 rows, d = 4,096 (Mistral-7B's hidden size), budget 10,000, selected in a fresh
+   process from the pool stored two ways: a ``datasets`` Arrow file on disk (4.9 GB of embeddings, written in
+   chunks), opened memory-mapped with ``Dataset.from_file``; and the same rows as a ``pool/`` folder in the Hub
+   layout (``data/train-*.parquet``, what ``deita-hf run`` writes and ``deita-hf select`` reads), read in place
+   with ``deita_select(folder)``. Wall time and peak resident memory; the files are deleted afterwards. With
+   ``--memory-limit-mib N`` (Linux, root, cgroup v1 or v2) each selection also runs in a memory cgroup of N MiB
+   after the page cache is dropped, so that the pool is read from disk.
 
-    python benchmarks/bench_selection.py [--skip-reference] [--skip-large] [--workdir DIR]
+    python benchmarks/bench_selection.py [--skip-reference] [--skip-large] [--workdir DIR] [--memory-limit-mib N]
 """
 
 from __future__ import annotations
@@ -215,7 +219,8 @@ class MemorySampler:
 
 
 def select_from_file(path: str, budget: int) -> None:
-    """Run in a fresh process: open the pool memory-mapped, select, print the figures as JSON."""
+    """Run in a fresh process: open the pool (an Arrow file memory-mapped, or a Parquet folder read in place),
+    select, print the figures as JSON."""
     import datasets
 
     from deita_hf import deita_select
@@ -223,7 +228,7 @@ def select_from_file(path: str, budget: int) -> None:
     datasets.disable_progress_bars()
     with MemorySampler() as imports:
         pass
-    pool = datasets.Dataset.from_file(path)
+    pool = datasets.Dataset.from_file(path) if path.endswith(".arrow") else path
     with MemorySampler() as memory:
         start = time.perf_counter()
         subset = deita_select(pool, budget, THRESHOLD, progress=False)
@@ -234,7 +239,6 @@ def select_from_file(path: str, budget: int) -> None:
                 "seconds": seconds,
                 "peak_mib": memory.peak,
                 "after_imports_mib": imports.peak,
-                "rows": len(pool),
                 "selected": len(subset),
                 "threads": torch.get_num_threads(),
             }
@@ -242,7 +246,22 @@ def select_from_file(path: str, budget: int) -> None:
     )
 
 
-def large(workdir: Path, n: int, dim: int, budget: int) -> None:
+def in_memory_cgroup(limit_mib: int) -> list[str]:
+    """A command prefix that runs a command in a new memory cgroup of ``limit_mib`` MiB, after dropping the page
+    cache (Linux, root)."""
+    v2 = Path("/sys/fs/cgroup/cgroup.controllers").exists()
+    group = Path("/sys/fs/cgroup" if v2 else "/sys/fs/cgroup/memory") / f"bench-selection-{os.getpid()}"
+    group.mkdir(exist_ok=True)
+    (group / ("memory.max" if v2 else "memory.limit_in_bytes")).write_text(str(limit_mib * 2**20))
+    tasks = group / ("cgroup.procs" if v2 else "tasks")
+    return ["sh", "-c", f'sync; echo 1 > /proc/sys/vm/drop_caches; echo $$ > {tasks}; exec "$@"', "sh"]
+
+
+def large(workdir: Path, n: int, dim: int, budget: int, memory_limit_mib: int | None) -> None:
+    import datasets
+
+    from deita_hf.hub import write_dataset_folder
+
     path = workdir / "pool.arrow"
     start = time.perf_counter()
     write_large_pool(path, n, dim)
@@ -250,18 +269,35 @@ def large(workdir: Path, n: int, dim: int, budget: int) -> None:
     print(
         f"\npaper scale: wrote {n:,} x {dim:,} rows ({size / 1e9:.2f} GB on disk) in {time.perf_counter() - start:.0f} s"
     )
+    folder = workdir / "pool"
+
+    class Card:  # write_dataset_folder saves a card; an empty one will do
+        def save(self, target: Path) -> None:
+            Path(target).write_text("---\n---\n")
+
+    datasets.disable_progress_bars()
+    write_dataset_folder(datasets.Dataset.from_file(str(path)), folder, Card())
+    parquet_gb = sum(p.stat().st_size for p in folder.rglob("*.parquet")) / 1e9
+    embedding_gb = n * dim * 4 / 1e9
+    print(
+        f"  the same rows as a pool/ folder: {parquet_gb:.2f} GB of Parquet; the embeddings are {embedding_gb:.1f} GB"
+    )
     try:
-        command = [sys.executable, __file__, "--select-from", str(path), "--budget", str(budget)]
-        result = subprocess.run(command, capture_output=True, text=True, check=True)
-        figures = json.loads(result.stdout.strip().splitlines()[-1])
-        embedding_gb = n * dim * 4 / 1e9
-        peak, imports = figures["peak_mib"], figures["after_imports_mib"]
-        print(
-            f"  deita_select budget {budget:,}: {figures['seconds']:.1f} s wall; peak resident memory "
-            f"{peak['VmRSS']:,} MiB, of which {peak['RssAnon']:,} MiB allocated by the process and "
-            f"{peak['RssFile']:,} MiB pages of the memory-mapped pool file (after imports: {imports['VmRSS']:,} "
-            f"MiB); the pool's embeddings are {embedding_gb:.1f} GB"
-        )
+        limits = [None] + ([memory_limit_mib] if memory_limit_mib else [])
+        for source, label in ((path, "Arrow file, memory-mapped"), (folder, "pool/ folder, Parquet read in place")):
+            for limit in limits:
+                prefix = in_memory_cgroup(limit) if limit else []
+                command = [*prefix, sys.executable, __file__, "--select-from", str(source), "--budget", str(budget)]
+                result = subprocess.run(command, capture_output=True, text=True, check=True)
+                figures = json.loads(result.stdout.strip().splitlines()[-1])
+                assert figures["selected"] == budget
+                peak, imports = figures["peak_mib"], figures["after_imports_mib"]
+                where = f" in a {limit:,} MiB memory cgroup, from disk" if limit else ""
+                print(
+                    f"  {label}{where}: deita_select budget {budget:,}: {figures['seconds']:.1f} s wall; peak "
+                    f"resident memory {peak['VmRSS']:,} MiB, of which {peak['RssAnon']:,} MiB allocated by the process "
+                    f"and {peak['RssFile']:,} MiB pages of mapped files (after imports: {imports['VmRSS']:,} MiB)"
+                )
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
@@ -271,6 +307,9 @@ def main() -> None:
     parser.add_argument("--skip-reference", action="store_true", help="leave out the slow reference-style loop")
     parser.add_argument("--skip-large", action="store_true", help="leave out the 300,000 x 4,096 pool")
     parser.add_argument("--workdir", default=None, help="where to write the large pool (default: a temp folder)")
+    parser.add_argument(
+        "--memory-limit-mib", type=int, default=None, help="also select in a memory cgroup of this size (root)"
+    )
     parser.add_argument("--select-from", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--budget", type=int, default=10_000, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -283,7 +322,7 @@ def main() -> None:
     if not args.skip_large:
         workdir = Path(args.workdir or tempfile.mkdtemp(prefix="bench-selection-"))
         workdir.mkdir(parents=True, exist_ok=True)
-        large(workdir, 300_000, 4_096, 10_000)
+        large(workdir, 300_000, 4_096, 10_000, args.memory_limit_mib)
 
 
 if __name__ == "__main__":

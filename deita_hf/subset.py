@@ -18,6 +18,7 @@ import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+import numpy as np
 import pyarrow as pa
 import torch
 
@@ -119,7 +120,14 @@ def selection_dataset(
 
     reader = open_pool(pool)
     if isinstance(reader, DatasetReader):
-        selected = reader.dataset.select(indices).flatten_indices(keep_in_memory=True)
+        # Gathered in row order (a memory-mapped pool is then read front to back, not at random), then put in
+        # selection order in memory.
+        rows = np.asarray(indices, dtype=np.int64)
+        by_row = np.argsort(rows, kind="stable")
+        where = np.empty(len(rows), dtype=np.int64)
+        where[by_row] = np.arange(len(rows))
+        in_row_order = reader.dataset.select(rows[by_row]).flatten_indices(keep_in_memory=True)
+        selected = in_row_order.select(where).flatten_indices(keep_in_memory=True)
     else:
         selected = reader.to_dataset(rows if rows is not None else reader.take(indices))
     if similarity_column is None:
