@@ -71,7 +71,9 @@ class PoolReader:
         (sorted)."""
         raise NotImplementedError
 
-    def pieces(self, rows: Sequence[int] | np.ndarray, columns: Sequence[str]) -> Iterator[tuple[np.ndarray, pa.Table]]:
+    def pieces(
+        self, rows: Sequence[int] | np.ndarray, columns: Sequence[str]
+    ) -> Iterator[tuple[np.ndarray, pa.Table]]:
         """The rows ``rows`` (any order, repeats allowed) in pieces, read in one sequential sweep over the rows
         between the first and the last (or the row groups that hold them): ``(positions, table)``, the table
         holding the rows ``rows[positions]``."""

@@ -119,9 +119,11 @@ def selection_dataset(
     from datasets import Value
 
     reader = open_pool(pool)
-    if isinstance(reader, DatasetReader):
-        # Gathered in row order (a memory-mapped pool is then read front to back, not at random), then put in
-        # selection order in memory.
+    if isinstance(reader, DatasetReader) and not reader.dataset.cache_files:
+        selected = reader.dataset.select(indices).flatten_indices(keep_in_memory=True)
+    elif isinstance(reader, DatasetReader):
+        # A pool on disk (memory-mapped) is gathered in row order, so that the file is read front to back, not
+        # at random; then the rows are put in selection order in memory.
         rows = np.asarray(indices, dtype=np.int64)
         by_row = np.argsort(rows, kind="stable")
         where = np.empty(len(rows), dtype=np.int64)

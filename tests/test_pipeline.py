@@ -164,6 +164,22 @@ def test_two_selection_folders_of_the_same_name_load_their_own_rows(finished_run
     assert len(load_dataset(str(other / "selected"), split="train")) == 3
 
 
+def test_select_reads_a_pool_folder_in_place_without_a_copy_in_the_datasets_cache(finished_run, tmp_path):
+    import datasets
+
+    previous = datasets.config.HF_DATASETS_CACHE
+    datasets.config.HF_DATASETS_CACHE = tmp_path / "cache"
+    try:
+        out = tmp_path / "sel"
+        assert run_cli("select", "--dataset_name", finished_run / "pool", "--output_dir", out, "--budget", 10) == 0
+    finally:
+        datasets.config.HF_DATASETS_CACHE = previous
+    assert not (tmp_path / "cache").exists()
+    assert as_rows(out / "selected") == as_rows(finished_run / "selected")
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["counts"]["pool"] == 32 and summary["counts"]["selected"] == 10
+
+
 def test_the_selected_rows_are_split_into_ordered_parquet_files_of_bounded_size(finished_run, tmp_path, monkeypatch):
     from datasets import load_dataset
 
