@@ -484,6 +484,7 @@ def select_indices(
     device: str | torch.device | None = None,
     progress: bool = True,
     unscored: str = "raise",
+    columns: Sequence[str] = (),
 ) -> SelectionResult:
     """The rows that the Repr Filter selects from ``pool``, in selection order (SPEC section 7).
 
@@ -504,6 +505,9 @@ def select_indices(
         unscored: a row without a score (missing or NaN, as scoring with ``on_error="nan"`` leaves an
             unreadable row) is an error (``"raise"``, the default), or is left out and counted in
             ``left_out`` (``"leave_out"``, what ``deita-hf select`` does).
+        columns: these columns of the selected rows come back in ``result.rows`` (a ``pyarrow.Table`` in
+            selection order), read in the same sweep as the candidates' vectors (how the output of a Parquet
+            pool is built without reading it again).
 
     Raises:
         SelectionInputError: a NaN or missing score (unless left out), anywhere in the pool; a missing, zero or
@@ -521,34 +525,6 @@ def select_indices(
     ([1, 2], 3, 1)
     """
     reader = open_pool(pool)
-    return repr_filter(
-        reader,
-        budget,
-        threshold,
-        score_column=score_column,
-        embedding_column=embedding_column,
-        block_size=block_size,
-        device=device,
-        progress=progress,
-        unscored=unscored,
-    )
-
-
-def repr_filter(
-    reader: PoolReader,
-    budget: int,
-    threshold: float = DEFAULT_THRESHOLD,
-    *,
-    score_column: str = SCORE_COLUMN,
-    embedding_column: str = EMBEDDING_COLUMN,
-    block_size: int = DEFAULT_BLOCK_SIZE,
-    device: str | torch.device | None = None,
-    progress: bool = True,
-    unscored: str = "raise",
-    columns: Sequence[str] = (),
-) -> SelectionResult:
-    """:func:`select_indices` on a pool reader; with ``columns``, ``result.rows`` holds those columns of the
-    selected rows (read with the candidates' vectors, so the pool is swept once for both)."""
     check_arguments(budget, threshold, block_size)
     threshold = float(threshold)
     budget = int(budget)

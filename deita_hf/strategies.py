@@ -56,10 +56,10 @@ from .selection import (
     checked_vectors,
     exact_float32_matmul,
     read_scores,
-    repr_filter,
     require_column,
     rows_text,
     score_order,
+    select_indices,
     unit_block,
 )
 
@@ -218,7 +218,7 @@ def strategy_indices(
     check_arguments(budget, threshold, block_size)
     check_unscored(unscored)
     if strategy == "deita":
-        return repr_filter(
+        return select_indices(
             reader,
             budget,
             threshold,
