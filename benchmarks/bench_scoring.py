@@ -4,7 +4,8 @@ The reference (hkust-nlp/deita ``llama_scorer.py``) scores one prompt at a time 
 ``generate(max_new_tokens=2)`` in fp32 and reads the first step's digit logits. deita-hf runs one forward
 pass per length-sorted batch, reads six logits at each row's last real token, and reuses the template's
 opening tokens. Both are run on 512 real instructions from ``../shared/data/alpaca_eval_pool.jsonl`` with
-the real Mistral-7B-v0.1 tokenizer, for two LLaMA models built from configs with random weights.
+the real Mistral-7B-v0.1 tokenizer, for two LLaMA models built from configs with random weights. Both get the
+ids the reference stack made, ``[bos] + sp.encode(prompt)`` (docs/scoring.md, "Token ids").
 
 Achieved GFLOP/s counts 2 x (parameters that every token passes through: the transformer layers, not the
 embedding table nor the LM head) x (tokens actually run through the model per second), beside the
@@ -16,6 +17,7 @@ machine's measured fp32 matrix-multiply rate.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import shutil
 import sys
@@ -64,6 +66,25 @@ def mistral_tokenizer():
     tokenizer = LlamaTokenizer.from_pretrained(folder, legacy=True, add_bos_token=True)
     tokenizer.pad_token = tokenizer.unk_token
     return tokenizer
+
+
+class ReferenceStackTokenizer:
+    """The tokenizer as the reference stack (transformers 4.35) applied it: ``[bos] + sp.encode(prompt)``.
+
+    transformers 5 converts the same SentencePiece file into ids that differ on runs of spaces (see
+    docs/scoring.md, "Token ids"), so ``reference_score`` is given the reference's ids, the ones the scorer runs.
+    """
+
+    def __init__(self, tokenizer, encoder):
+        self._tokenizer, self._encoder = tokenizer, encoder
+
+    def __call__(self, text: str, return_tensors: str | None = None):
+        from transformers import BatchEncoding
+
+        return BatchEncoding({"input_ids": [self._encoder([text])[0]]}, tensor_type=return_tensors)
+
+    def __getattr__(self, name: str):
+        return getattr(self._tokenizer, name)
 
 
 def matmul_gflops(device: torch.device, dtype: torch.dtype, n: int = 2048, repeats: int = 10) -> float:
@@ -148,9 +169,13 @@ def main() -> None:
             scorer({"prompt": batch["prompt"][:4], "response": batch["response"][:4]})  # warm-up
             plain({"prompt": batch["prompt"][:4], "response": batch["response"][:4]})
 
+            # A full garbage collection over the tokenizer's and the models' objects (about 0.2 s here) would
+            # otherwise fall into whichever short timing comes first; each timing starts after one.
+            gc.collect()
             start = time.perf_counter()
             scores = [s[0] for s in scorer(batch)[scorer.column]]
             fast = time.perf_counter() - start
+            gc.collect()
             start = time.perf_counter()
             plain(batch)
             no_prefix = time.perf_counter() - start
@@ -158,8 +183,10 @@ def main() -> None:
             # The reference is slow: time it on every k-th row (same length mix as the whole set).
             step = max(1, len(turns) // (args.reference_rows or len(turns)))
             sample = list(range(0, len(turns), step))
+            reference_tokenizer = ReferenceStackTokenizer(tokenizer, scorer.prompt_encoder)
+            gc.collect()
             start = time.perf_counter()
-            expected = [reference_score(model, tokenizer, scorer.render(*turns[i])) for i in sample]
+            expected = [reference_score(model, reference_tokenizer, scorer.render(*turns[i])) for i in sample]
             reference = time.perf_counter() - start
 
             tokens = sum(len(scorer.encode(u, a)[0]) for u, a in turns)
