@@ -150,6 +150,9 @@ class EmbeddingArguments:
         embedding_tokenization: how a causal LM's text becomes ids: ``auto`` (default: with the model's
             ``tokenizer.model`` where it has one, as the reference; else its tokenizer), ``sentencepiece`` (an
             error without one) or ``tokenizer``. The run records which.
+        embedding_on_error: on a row that cannot be read, ``raise`` or ``nan`` (record a NaN vector, count the row
+            in ``counts.embedding.unreadable_rows``); default: the scorers' ``on_error`` in ``run``, ``raise`` in
+            ``embed``.
     """
 
     _argument_group_name = "embedding"
@@ -169,6 +172,11 @@ class EmbeddingArguments:
     embedding_tokenization: Literal["auto", "sentencepiece", "tokenizer"] = option(
         "Causal-LM text ids: sentencepiece (the model's tokenizer.model, as the reference), tokenizer, or auto.",
         "auto",
+    )
+    embedding_on_error: Literal["raise", "nan"] | None = option(
+        "On a row the embedder cannot read: raise, or record a NaN vector, count it and leave the row out of the "
+        "selection (default: on_error of the scorers in `run`, raise in `embed`).",
+        None,
     )
 
 

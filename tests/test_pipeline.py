@@ -257,11 +257,21 @@ def test_score_embed_select_in_three_commands_equals_run(finished_run, pool_file
     assert summary["counts"] == run_summary["counts"]
 
 
-def test_on_error_nan_scores_unreadable_rows_nan_and_leaves_them_out(pool_file, tmp_path):
+def unreadable_pool(pool_file, tmp_path, **columns) -> Path:
+    """The first 6 rows of the pool, row 2 without a user turn (unreadable by the scorers and the embedder)."""
     rows = [json.loads(line) for line in pool_file.read_text().splitlines()][:6]
     rows[2]["messages"] = [{"role": "assistant", "content": "An answer to no question."}]
+    for name, values in columns.items():
+        for row, value in zip(rows, values):
+            row[name] = value
     path = tmp_path / "pool.jsonl"
     path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return path
+
+
+def test_on_error_nan_scores_unreadable_rows_nan_and_leaves_them_out(pool_file, tmp_path):
+    path = unreadable_pool(pool_file, tmp_path)
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
     assert run_cli("run", "--dataset_name", path, "--output_dir", tmp_path / "out", *MODELS, "--budget", 6,
                    "--threshold", 1.0, "--on_error", "nan") == 0  # fmt: skip
     pool = load_folder(tmp_path / "out" / "pool")
@@ -271,6 +281,45 @@ def test_on_error_nan_scores_unreadable_rows_nan_and_leaves_them_out(pool_file, 
     assert counts["left_out_without_score"] == 1
     selected = load_folder(tmp_path / "out" / "selected")
     assert sorted(selected["id"]) == sorted(rows[i]["id"] for i in (0, 1, 3, 4, 5))
+
+
+def test_embed_raises_on_an_unreadable_row_naming_it(pool_file, tmp_path, capsys):
+    path = unreadable_pool(pool_file, tmp_path)
+    assert run_cli("embed", "--dataset_name", path, "--output_dir", tmp_path / "out", *EMBED_MODELS) == 1
+    assert "deita-hf embed: error: row 2: the conversation has no user turn" in capsys.readouterr().err
+
+
+def test_embed_with_embedding_on_error_nan_records_a_nan_vector_and_counts_it(pool_file, tmp_path):
+    path = unreadable_pool(pool_file, tmp_path)
+    assert run_cli("embed", "--dataset_name", path, "--output_dir", tmp_path / "out", *EMBED_MODELS,
+                   "--embedding_on_error", "nan") == 0  # fmt: skip
+    vectors = load_folder(tmp_path / "out" / "pool")["embedding"]
+    width = len(vectors[0])
+    assert width > 0 and len(vectors[2]) == width
+    assert all(value != value for value in vectors[2])  # every value NaN
+    assert all(value == value for i in (0, 1, 3, 4, 5) for value in vectors[i])
+    counts = json.loads((tmp_path / "out" / "summary.json").read_text())["counts"]
+    assert counts["embedding"]["unreadable_rows"] == 1
+
+
+def test_a_nan_vector_with_a_score_makes_select_fail_naming_the_row(pool_file, tmp_path, capsys):
+    path = unreadable_pool(pool_file, tmp_path, deita_score=[6.0, 5.0, 4.0, 3.0, 2.0, 1.0])
+    assert run_cli("embed", "--dataset_name", path, "--output_dir", tmp_path / "e", *EMBED_MODELS,
+                   "--embedding_on_error", "nan") == 0  # fmt: skip
+    capsys.readouterr()
+    assert run_cli("select", "--dataset_name", tmp_path / "e" / "pool", "--output_dir", tmp_path / "sel",
+                   "--budget", 6, "--threshold", 1.0) == 1  # fmt: skip
+    assert (
+        "deita-hf select: error: embedding column 'embedding' has NaN or infinite values in row 2"
+        in capsys.readouterr().err
+    )
+
+
+def test_embedding_on_error_raise_overrides_the_scorers_on_error_nan_in_run(pool_file, tmp_path, capsys):
+    path = unreadable_pool(pool_file, tmp_path)
+    assert run_cli("run", "--dataset_name", path, "--output_dir", tmp_path / "out", *MODELS, "--budget", 6,
+                   "--on_error", "nan", "--embedding_on_error", "raise") == 1  # fmt: skip
+    assert "deita-hf run: error: row 2: the conversation has no user turn" in capsys.readouterr().err
 
 
 # -- output folders and resuming -----------------------------------------------------------------------------------

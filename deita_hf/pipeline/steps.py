@@ -60,7 +60,8 @@ def scoring_step(config: RunConfig, info: ProcessInfo) -> Step:
 
 def embedding_step(config: RunConfig, info: ProcessInfo) -> Step:
     """The ``embedding`` column with :class:`deita_hf.Embedder`, built once from the recipe; a row that cannot be
-    read is handled as the scorers' ``on_error`` says in ``run`` (an error in ``embed``)."""
+    read is handled as ``embedding_on_error`` says, else as the scorers' ``on_error`` in ``run`` (an error in
+    ``embed``)."""
     from ..embedding import Embedder
     from ..tokenization import resolve_tokenization
 
@@ -77,7 +78,7 @@ def embedding_step(config: RunConfig, info: ProcessInfo) -> Step:
         max_length=embedding.embedding_max_length,
         only_answer=embedding.only_answer,
         tokenization=tokenization,
-        on_error=config.scoring.on_error if config.scoring is not None else "raise",
+        on_error=embedding_on_error(config),
         progress=False,
         revision=revision,
         dtype=embedding.embedding_dtype,
@@ -88,6 +89,13 @@ def embedding_step(config: RunConfig, info: ProcessInfo) -> Step:
     models["embedding"]["tokenization"] = tokenization
     key = resume_key(embedder, models, runtime.device, embedding.embedding_dtype, info)
     return Step("embed", embedder, key, (EMBEDDING_COLUMN,), models)
+
+
+def embedding_on_error(config: RunConfig) -> str:
+    """The embedder's ``on_error``: ``embedding_on_error`` if set, else the scorers' in ``run``, else ``raise``."""
+    if config.embedding.embedding_on_error is not None:
+        return config.embedding.embedding_on_error
+    return config.scoring.on_error if config.scoring is not None else "raise"
 
 
 # -- selection -------------------------------------------------------------------------------------------------
