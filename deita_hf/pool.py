@@ -24,6 +24,7 @@ The selection (:mod:`deita_hf.selection`, :mod:`deita_hf.strategies`) reads a po
 
 from __future__ import annotations
 
+import copy
 import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -213,8 +214,7 @@ class ParquetPool(PoolReader):
         missing = sorted(set(names) - set(self.column_names))
         if missing:
             raise KeyError(f"{missing} are not columns of {self!r}")
-        view = object.__new__(ParquetPool)
-        view.__dict__.update(self.__dict__)
+        view = copy.copy(self)  # the same open files and row groups; only the columns differ
         view.column_names = [c for c in self.column_names if c not in names]
         return view
 

@@ -198,7 +198,8 @@ def test_a_second_run_into_a_locked_folder_names_the_holder(pool_file, tmp_path,
 
 
 # -- inputs that are earlier outputs ------------------------------------------------------------------------------
-def test_select_on_an_earlier_selection_replaces_its_similarity_column(tmp_path, caplog, capsys):
+@pytest.mark.parametrize("stored", ["save_to_disk", "parquet"])  # a dataset, or Parquet read in place
+def test_select_on_an_earlier_selection_replaces_its_similarity_column(tmp_path, caplog, capsys, stored):
     from datasets import Dataset
 
     rows = {
@@ -208,8 +209,13 @@ def test_select_on_an_earlier_selection_replaces_its_similarity_column(tmp_path,
         "embedding": [[1.0, 0.0], [0.0, 1.0], [1.0, 0.01], [-1.0, 0.2]],
         "nearest_selected_similarity": [0.5, 0.5, 0.5, 0.5],
     }
-    Dataset.from_dict(rows).save_to_disk(str(tmp_path / "earlier"))
-    assert run_cli("select", "--dataset_name", tmp_path / "earlier", "--output_dir", tmp_path / "out",
+    if stored == "parquet":
+        earlier = tmp_path / "earlier.parquet"
+        Dataset.from_dict(rows).to_parquet(str(earlier))
+    else:
+        earlier = tmp_path / "earlier"
+        Dataset.from_dict(rows).save_to_disk(str(earlier))
+    assert run_cli("select", "--dataset_name", earlier, "--output_dir", tmp_path / "out",
                    "--budget", 3) == 0  # fmt: skip
     selected = load_folder(tmp_path / "out" / "selected")
     assert selected["prompt"] == ["a", "b", "d"]
