@@ -4,8 +4,9 @@
 ``deita-hf run`` call :func:`select_subset`, which also returns the counts. Both build the output with the
 one :func:`selection_dataset`:
 
-- from a ``datasets.Dataset``: ``dataset.select(rows).flatten_indices(keep_in_memory=True)`` (every column
-  and feature unchanged, a fingerprint that follows the pool's and the rows);
+- from a ``datasets.Dataset``: ``dataset.select(rows).flatten_indices(keep_in_memory=True)``, the rows taken in
+  row order first when the dataset is on disk (its file is then read front to back); every column and feature
+  unchanged, and a fingerprint that follows the pool's and the rows;
 - from Parquet files (:class:`deita_hf.pool.ParquetPool`): the rows read with the candidates' vectors, as an
   in-memory dataset with the pool's features (the pool is swept once for both);
 
